@@ -1,0 +1,45 @@
+"""Async Python SDK for the DialNexa voice-AI calling API."""
+
+from ._client import AsyncDialNexa
+from ._clock import Clock, SystemClock, VirtualClock
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    DialNexaError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseTooLargeError,
+    ResponseValidationError,
+)
+from ._models import Lead, LeadResult, LeadStatus
+from ._stats import ClientStats
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncDialNexa",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStats",
+    "Clock",
+    "DialNexaError",
+    "InternalServerError",
+    "Lead",
+    "LeadResult",
+    "LeadStatus",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "SystemClock",
+    "VirtualClock",
+    "__version__",
+]

@@ -1,0 +1,204 @@
+"""``AsyncDialNexa``: build the request, pace it, send it, classify the answer, make a lead."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from types import TracebackType
+
+import aiohttp
+
+from . import _constants as C
+from ._clock import Clock, SystemClock
+from ._converter import decode_lead
+from ._errors import DialNexaError, ResponseValidationError
+from ._models import Lead
+from ._rate_control import Answer, ClientRateControl
+from ._retry import RetryPolicy
+from ._sansio.classify import status_error
+from ._sansio.headers import RateLimitInfo
+from ._sansio.request import default_headers, lead_url, normalize_base_url, user_agent
+from ._stats import ClientStats
+from ._transport import AiohttpTransport, SSLOption
+
+__all__ = ["AsyncDialNexa"]
+
+
+class AsyncDialNexa:
+    """An async client of the DialNexa API that owns one aiohttp connection pool.
+
+    Use it as ``async with AsyncDialNexa() as client: ...``, or call ``await client.close()``.
+
+    Args:
+        api_key: the API key; default: the ``DIALNEXA_API_KEY`` environment variable.
+        base_url: the API root; default: ``DIALNEXA_BASE_URL``, else
+            ``https://api.dialnexa.com/v1``.
+        timeout: seconds one attempt may take, from sending to the last body byte.
+        max_retries: retries after the first attempt; 0 turns retrying off.
+        max_concurrency: the most requests in flight at once across the whole client.
+        rate_limit: requests per second the client never exceeds; ``None`` to be paced by the
+            server's answers only.
+        session: an ``aiohttp.ClientSession`` the caller owns; the client never closes it.
+        max_retry_wait: a server-given wait longer than this many seconds is not slept: the
+            call fails at once with ``RateLimitError.retry_after`` set.
+        max_response_bytes: the largest body accepted; past it the call fails with
+            ``ResponseTooLargeError`` without reading the rest.
+        ssl: ``None`` for default certificate verification, or an ``ssl.SSLContext``.
+        clock: where time is read and waits are slept; pass a ``VirtualClock`` in tests to
+            make every retry wait and cooldown instant.
+
+    Raises:
+        DialNexaError: no API key was given or found in the environment.
+        ValueError: an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = C.DEFAULT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        max_concurrency: int = C.DEFAULT_MAX_CONCURRENCY,
+        rate_limit: float | None = None,
+        session: aiohttp.ClientSession | None = None,
+        max_retry_wait: float = C.DEFAULT_MAX_RETRY_WAIT,
+        max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
+        ssl: SSLOption = None,
+        clock: Clock | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
+        if not key:
+            raise DialNexaError(
+                f"no API key: pass api_key= or set the {C.API_KEY_ENV} environment variable"
+            )
+        if not isinstance(key, str) or any(c in key for c in "\r\n"):
+            raise DialNexaError("the API key must be a single-line str")
+        _check_positive("timeout", timeout)
+        _check_positive("max_retry_wait", max_retry_wait)
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        if not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be an int >= 1, got {max_response_bytes!r}")
+        if rate_limit is not None:
+            _check_positive("rate_limit", rate_limit)
+
+        self._base_url = normalize_base_url(
+            base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
+        )
+        self._headers = default_headers(key, user_agent(aiohttp.__version__))
+        self._timeout = float(timeout)
+        self._max_concurrency = max_concurrency
+        self._max_response_bytes = max_response_bytes
+        self._clock: Clock = clock or SystemClock()
+        self._policy = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
+        self._rate = ClientRateControl(self._clock, rate_limit=rate_limit, max_wait=max_retry_wait)
+        self._transport = AiohttpTransport(
+            session=session, max_connections=max_concurrency, ssl=ssl
+        )
+        # At or below the connector limit, so no request waits for a pooled connection inside
+        # its deadline (aiohttp counts that wait against the timeout).
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._closed = False
+        self.stats = ClientStats(self._rate)
+        """Cumulative counters of this client's traffic."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._base_url!r}, "
+            f"max_concurrency={self._max_concurrency}, closed={self._closed})"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most requests in flight at once across the whole client."""
+        return self._max_concurrency
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._closed
+
+    async def __aenter__(self) -> AsyncDialNexa:
+        self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool the client created; harmless to call twice."""
+        self._closed = True
+        await self._transport.close()
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise DialNexaError("the client is closed")
+
+    async def get_lead(self, lead_id: str) -> Lead:
+        """Fetch one campaign lead.
+
+        Args:
+            lead_id: the campaign-lead id; sent percent-encoded as one path segment.
+
+        Raises:
+            ValueError: ``lead_id`` is empty, not a ``str``, or ``.``/``..``.
+            DialNexaError: a subclass saying why the lead could not be fetched.
+        """
+        url = lead_url(self._base_url, lead_id)
+        self._ensure_open()
+        return await self._fetch_lead(url)
+
+    async def _fetch_lead(self, url: str) -> Lead:
+        """Fetch the lead at ``url`` under the retry policy."""
+        retrying = self._policy.new_retrying(self._clock.sleep, self.stats.on_retry)
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(url, attempt.retry_state.attempt_number)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _attempt(self, url: str, number: int) -> Lead:
+        """One attempt: wait for a slot and the pacing, send, and turn the answer into a lead."""
+        stats = self.stats
+        try:
+            async with self._slots:
+                await self._rate.acquire()
+                stats.requests += 1
+                raw = await self._transport.get(
+                    url, self._headers, timeout=self._timeout, max_bytes=self._max_response_bytes
+                )
+        except DialNexaError as error:
+            stats.record_failure(error)
+            error.attempts = number
+            raise
+        status = raw.status
+        headers = raw.headers
+        info = RateLimitInfo.from_headers(headers) if "x-ratelimit-remaining" in headers else None
+        if 200 <= status < 300:
+            self._rate.observe(Answer(status, info, None))
+            try:
+                return decode_lead(raw.body)
+            except ResponseValidationError as error:
+                error.status_code = status
+                error.request_id = headers.get("x-request-id")
+                error.attempts = number
+                raise
+        failure = status_error(status, headers, raw.body, now=self._clock.time(), attempts=number)
+        self._rate.observe(Answer(status, info, failure.retry_after))
+        stats.record_failure(failure)
+        raise failure
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")

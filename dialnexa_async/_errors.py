@@ -1,0 +1,221 @@
+"""The one exception hierarchy of the SDK.
+
+::
+
+    DialNexaError
+    ├── APIConnectionError            the request never got an HTTP answer
+    │   └── APITimeoutError
+    ├── APIStatusError                an HTTP error answer: .status_code .message .body .request_id
+    │   ├── BadRequestError           400
+    │   ├── AuthenticationError       401
+    │   ├── PermissionDeniedError     403
+    │   ├── NotFoundError             404
+    │   ├── RateLimitError            429, after retries: .retry_after (seconds or None)
+    │   └── InternalServerError       5xx
+    └── ResponseValidationError       a 2xx whose body is not a lead (bad JSON, wrong shape)
+        └── ResponseTooLargeError     the body passed the size cap
+
+Errors carry what the server said and never what the client sent: no request headers, so the
+API key cannot leak through ``str()``, ``repr()`` or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "DialNexaError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "make_status_error",
+]
+
+
+class DialNexaError(Exception):
+    """Base class of every error the SDK raises.
+
+    Args:
+        message: a human-readable description; never contains the API key.
+        attempts: how many HTTP attempts were made before giving up (0 when none was sent).
+    """
+
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, attempts={self.attempts})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not survive the default pickling of exceptions.
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[DialNexaError], state: dict[str, Any]) -> DialNexaError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
+
+
+class APIConnectionError(DialNexaError):
+    """The request never got an HTTP answer: refused, reset, disconnected, truncated, TLS.
+
+    Args:
+        retryable: ``False`` for failures another attempt cannot mend, such as a TLS
+            certificate the client does not trust.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 0, retryable: bool = True) -> None:
+        super().__init__(message, attempts=attempts)
+        self.retryable = retryable
+
+
+class APITimeoutError(APIConnectionError, asyncio.TimeoutError):
+    """An attempt passed its deadline before the whole answer arrived."""
+
+
+class APIStatusError(DialNexaError):
+    """The server answered with an HTTP error status.
+
+    Args:
+        message: the ``message`` of the API's error envelope, or the status line.
+        status_code: the HTTP status.
+        body: the decoded JSON body when there was one, else the text (possibly truncated).
+        request_id: the ``x-request-id`` header of the answer, when present.
+        attempts: how many attempts were made.
+        retry_after: seconds the server asked to wait (``Retry-After``, or
+            ``x-ratelimit-reset`` on a 429), when it said so.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: object = None,
+        request_id: str | None = None,
+        attempts: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.status_code = status_code
+        self.body = body
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        suffix = f" (request_id={self.request_id})" if self.request_id else ""
+        return f"{self.status_code}: {self.message}{suffix}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status_code={self.status_code}, message={self.message!r}, "
+            f"request_id={self.request_id!r}, attempts={self.attempts})"
+        )
+
+
+class BadRequestError(APIStatusError):
+    """400: the request was malformed."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, malformed, revoked or expired."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key cannot read campaign data in this workspace."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the lead does not exist, was removed, or belongs to another organization."""
+
+
+class RateLimitError(APIStatusError):
+    """429 after retries, or a server-given wait longer than ``max_retry_wait``.
+
+    ``retry_after`` holds the seconds the server asked to wait, or ``None`` when it did not say.
+    """
+
+
+class InternalServerError(APIStatusError):
+    """5xx: a transient server or upstream failure that outlasted the retries."""
+
+
+class ResponseValidationError(DialNexaError):
+    """A 2xx answer whose body is not a lead: bad JSON, wrong shape, or too large.
+
+    Args:
+        body: the decoded body, or the raw text when it was not JSON (possibly truncated).
+        status_code: the HTTP status of the answer.
+        request_id: the ``x-request-id`` header of the answer, when present.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        body: object = None,
+        status_code: int = 200,
+        request_id: str | None = None,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.body = body
+        self.status_code = status_code
+        self.request_id = request_id
+
+
+class ResponseTooLargeError(ResponseValidationError):
+    """The body passed the configured size cap; the rest was not read."""
+
+
+_STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def error_class_for_status(status: int) -> type[APIStatusError]:
+    """The exception class for an HTTP error status."""
+    if status >= 500:
+        return InternalServerError
+    return _STATUS_ERRORS.get(status, APIStatusError)
+
+
+def make_status_error(
+    status: int,
+    message: str,
+    *,
+    body: object = None,
+    request_id: str | None = None,
+    attempts: int = 0,
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Build the typed error for an HTTP error answer."""
+    return error_class_for_status(status)(
+        message,
+        status_code=status,
+        body=body,
+        request_id=request_id,
+        attempts=attempts,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,110 @@
+"""The tenacity retry policy, built from the I/O-free decisions in ``_sansio``.
+
+One ``RetryPolicy`` per client holds the stateless strategy objects; every call gets a fresh
+``AsyncRetrying`` from ``new_retrying()``, since a shared one would mix the attempt counts of
+concurrent tasks. ``CancelledError`` is a ``BaseException`` that ``is_retryable`` never accepts,
+so cancellation always propagates instead of being retried (jd/tenacity#529).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import attrs
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from ._constants import (
+    BACKOFF_INITIAL,
+    BACKOFF_MAX,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_WAIT,
+)
+from ._errors import APIStatusError, DialNexaError
+from ._sansio.backoff import retry_wait
+from ._sansio.classify import exceeds_max_wait, is_retryable
+
+__all__ = ["RetryPolicy", "logger"]
+
+logger = logging.getLogger("dialnexa_async")
+logger.addHandler(logging.NullHandler())
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Which failures are retried, how often, and how long to wait between attempts.
+
+    Args:
+        max_retries: retries after the first attempt; 0 turns retrying off.
+        backoff_initial: ceiling of the first jittered backoff, in seconds.
+        backoff_max: ceiling of any jittered backoff, in seconds.
+        max_retry_wait: a server-given wait longer than this is not slept; the call fails.
+        rand: a source of floats in ``[0, 1)`` for the jitter.
+    """
+
+    max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES)
+    backoff_initial: float = BACKOFF_INITIAL
+    backoff_max: float = BACKOFF_MAX
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
+
+    @max_retries.validator
+    def _check_max_retries(self, _: object, value: int) -> None:
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"max_retries must be a non-negative int, got {value!r}")
+
+    def should_retry(self, error: BaseException) -> bool:
+        """Retry only retryable SDK errors whose server-given wait we are willing to sleep."""
+        return is_retryable(error) and not (
+            isinstance(error, DialNexaError) and exceeds_max_wait(error, self.max_retry_wait)
+        )
+
+    def wait(self, state: RetryCallState) -> float:
+        """Tenacity's wait hook: the server's word, else full-jitter backoff."""
+        error = state.outcome.exception() if state.outcome is not None else None
+        if not isinstance(error, DialNexaError):
+            return 0.0
+        return retry_wait(
+            error,
+            state.attempt_number,
+            initial=self.backoff_initial,
+            maximum=self.backoff_max,
+            rand=self.rand,
+        )
+
+    def new_retrying(
+        self,
+        sleep: Callable[[float], Awaitable[None]],
+        before_sleep: Callable[[RetryCallState], None] | None = None,
+    ) -> AsyncRetrying:
+        """A fresh tenacity controller for one call."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self.wait,
+            retry=retry_if_exception(self.should_retry),
+            sleep=sleep,
+            reraise=True,
+            before_sleep=before_sleep or log_retry,
+        )
+
+
+def log_retry(state: RetryCallState) -> None:
+    """Log one retry: 429s at INFO (pacing at work), every other fault at WARNING."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.upcoming_sleep
+    if isinstance(error, APIStatusError):
+        level = logging.INFO if error.status_code == 429 else logging.WARNING
+        what = f"HTTP {error.status_code}"
+    else:
+        level = logging.WARNING
+        what = type(error).__name__
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "retrying after %s (attempt %d) in %.2fs: %s",
+            what,
+            state.attempt_number,
+            wait,
+            error,
+        )

@@ -1,0 +1,62 @@
+"""Building the request for one lead: the id check, the path, and the fixed headers."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from urllib.parse import quote
+
+from .._version import __version__
+
+LEADS_PATH = "/campaigns-leads/"
+
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def validate_lead_id(lead_id: object) -> str:
+    """Return ``lead_id`` if it can name a lead, else raise ``ValueError``.
+
+    Args:
+        lead_id: what the caller passed; must be a non-empty ``str`` other than ``.``/``..``,
+            which a URL library would resolve into a different path.
+    """
+    if not isinstance(lead_id, str):
+        raise ValueError(f"lead id must be a str, not {type(lead_id).__name__}")
+    if not lead_id:
+        raise ValueError("lead id must not be empty")
+    if lead_id in _DOT_SEGMENTS:
+        raise ValueError(f"lead id {lead_id!r} is a dot segment and cannot name a lead")
+    return lead_id
+
+
+def quote_segment(value: str) -> str:
+    """Percent-encode ``value`` as one path segment: ``/``, ``?``, ``#`` and ``%`` included."""
+    return quote(value, safe="")
+
+
+def lead_url(base_url: str, lead_id: str) -> str:
+    """The already-encoded URL of one lead under ``base_url`` (which has no trailing slash)."""
+    return base_url + LEADS_PATH + quote_segment(validate_lead_id(lead_id))
+
+
+def normalize_base_url(base_url: str) -> str:
+    """Strip the trailing slashes so paths can be appended with one ``/``."""
+    stripped = base_url.rstrip("/")
+    if not stripped.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {stripped!r}")
+    return stripped
+
+
+def user_agent(aiohttp_version: str) -> str:
+    """The ``User-Agent`` naming the SDK, Python and aiohttp versions."""
+    python = f"{platform.python_implementation()}/{sys.version_info[0]}.{sys.version_info[1]}"
+    return f"dialnexa-async/{__version__} {python} aiohttp/{aiohttp_version}"
+
+
+def default_headers(api_key: str, agent: str) -> dict[str, str]:
+    """The headers every request carries."""
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Accept": "application/json",
+        "User-Agent": agent,
+    }

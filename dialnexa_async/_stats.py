@@ -1,0 +1,75 @@
+"""Cumulative counters of one client's traffic."""
+
+from __future__ import annotations
+
+from tenacity import RetryCallState
+
+from ._errors import APIConnectionError, APIStatusError, DialNexaError
+from ._rate_control import ClientRateControl
+from ._retry import log_retry
+
+__all__ = ["ClientStats"]
+
+
+class ClientStats:
+    """What a client has done since it was created; read it at any time.
+
+    Attributes:
+        requests: HTTP attempts sent.
+        retries: attempts that were retries of an earlier one.
+        rate_limited: answers with status 429.
+        server_errors: answers with a 5xx status.
+        connection_errors: attempts that got no HTTP answer (timeouts included).
+    """
+
+    __slots__ = (
+        "_rate",
+        "connection_errors",
+        "rate_limited",
+        "requests",
+        "retries",
+        "server_errors",
+    )
+
+    def __init__(self, rate: ClientRateControl) -> None:
+        self._rate = rate
+        self.requests = 0
+        self.retries = 0
+        self.rate_limited = 0
+        self.server_errors = 0
+        self.connection_errors = 0
+
+    @property
+    def cooldown_seconds(self) -> float:
+        """Seconds the whole client spent paused by the server's rate limit."""
+        return self._rate.cooldown_seconds
+
+    def record_failure(self, error: DialNexaError) -> None:
+        """Count one failed attempt by kind."""
+        if isinstance(error, APIStatusError):
+            if error.status_code == 429:
+                self.rate_limited += 1
+            elif error.status_code >= 500:
+                self.server_errors += 1
+        elif isinstance(error, APIConnectionError):
+            self.connection_errors += 1
+
+    def on_retry(self, state: RetryCallState) -> None:
+        """Tenacity's before-sleep hook: count the retry, then log it."""
+        self.retries += 1
+        log_retry(state)
+
+    def as_dict(self) -> dict[str, float]:
+        """The counters as a plain dict."""
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "server_errors": self.server_errors,
+            "connection_errors": self.connection_errors,
+            "cooldown_seconds": self.cooldown_seconds,
+        }
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v:g}" for k, v in self.as_dict().items())
+        return f"ClientStats({fields})"

@@ -1,0 +1,159 @@
+"""The aiohttp transport: owns the session and connector, sends one GET, maps aiohttp's errors.
+
+Everything that can go wrong below HTTP is translated here into ``APIConnectionError`` or
+``APITimeoutError`` (chained with ``from``), and the body is read with a size cap so a huge or
+decompressing-bomb answer fails without being buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+import sys
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from ._errors import APIConnectionError, APITimeoutError, DialNexaError, ResponseTooLargeError
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _deadline
+else:  # pragma: no cover - aiohttp depends on async-timeout below 3.11
+    from async_timeout import timeout as _deadline  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["AiohttpTransport", "RawResponse"]
+
+SSLOption = ssl_module.SSLContext | bool | None
+
+
+class RawResponse(NamedTuple):
+    """One HTTP answer, body fully read."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class AiohttpTransport:
+    """Sends GET requests over one aiohttp session.
+
+    Args:
+        session: a session the caller owns; used as is and never closed. ``None`` to have the
+            transport create its own, lazily, inside the running loop.
+        max_connections: the connector's limit for a session the transport creates.
+        ssl: ``None`` for default verification, an ``SSLContext`` to customise it, ``False``
+            to disable it (never do that against the real API).
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        ssl: SSLOption = None,
+    ) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self._max_connections = max_connections
+        self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
+
+    @property
+    def owns_session(self) -> bool:
+        """Whether ``close()`` closes the session."""
+        return self._owns_session
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session, created on first use so it binds to the running loop."""
+        session = self._session
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                ssl=self._ssl,
+                ttl_dns_cache=300,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
+                requote_redirect_url=False,
+            )
+            self._session = session
+        return session
+
+    async def get(
+        self, url: str, headers: Mapping[str, str], *, timeout: float, max_bytes: int
+    ) -> RawResponse:
+        """Send one GET and read the whole answer within ``timeout`` seconds.
+
+        Args:
+            url: the already percent-encoded URL; it is not re-normalised.
+            headers: the request headers.
+            timeout: the deadline for the whole attempt, body included.
+            max_bytes: the most body bytes to accept.
+        """
+        session = self.session()
+        try:
+            async with (
+                _deadline(timeout),
+                session.get(
+                    URL(url, encoded=True),
+                    headers=headers,
+                    allow_redirects=False,
+                    ssl=self._ssl,
+                ) as response,
+            ):
+                body = await _read_capped(response, max_bytes)
+                return RawResponse(response.status, response.headers, body)
+        except DialNexaError:
+            raise
+        except aiohttp.ServerTimeoutError as exc:
+            raise APITimeoutError(f"request timed out: {exc}") from None
+        except asyncio.TimeoutError:
+            raise APITimeoutError(f"request took longer than {timeout:g}s") from None
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            raise APIConnectionError(f"TLS failure: {exc}", retryable=False) from None
+        except aiohttp.ClientResponseError as exc:
+            # Its repr carries the request headers, the API key among them: never chain it.
+            raise APIConnectionError(f"invalid HTTP answer: {exc.message}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the session if the transport created it."""
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The body, or ``ResponseTooLargeError`` as soon as it passes ``max_bytes``."""
+    length = response.content_length
+    if length is not None and length > max_bytes:
+        response.close()
+        raise _too_large(response, max_bytes)
+    if length is not None and "content-encoding" not in response.headers:
+        return await response.read()
+    # Unknown length or compressed (the declared length says nothing of the decoded size):
+    # read piece by piece and stop at the cap.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.readany():
+        size += len(chunk)
+        if size > max_bytes:
+            response.close()
+            raise _too_large(response, max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(response: aiohttp.ClientResponse, max_bytes: int) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"response body is larger than max_response_bytes={max_bytes}",
+        status_code=response.status,
+        request_id=response.headers.get("x-request-id"),
+    )
