@@ -82,6 +82,11 @@ class AiohttpTransport:
                 raise_for_status=False,
                 requote_redirect_url=False,
             )
+            # aiohttp silently re-sends an idempotent request once when a reused connection
+            # turns out closed; that hides attempts from the retry policy, whose count and
+            # backoff must govern every request the server sees.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
             self._session = session
         return session
 

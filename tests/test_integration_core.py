@@ -1,0 +1,102 @@
+"""The SDK against the local simulator on a real loopback socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+import dialnexa_async as dnx
+from dialnexa_async.testing import Simulator, lead_payload
+
+pytestmark = pytest.mark.integration
+
+KEY = "sk_test"
+
+
+async def test_get_lead_matches_what_the_server_sent() -> None:
+    """Both response shapes arrive intact: to_dict() reproduces the server's payload fields."""
+    async with Simulator() as sim, dnx.AsyncDialNexa(api_key=KEY, base_url=sim.base_url) as c:
+        shapes = set()
+        for i in range(40):
+            lead_id = f"lead_{i}"
+            lead = await c.get_lead(lead_id)
+            payload = lead_payload(lead_id)
+            shapes.add("metadata" in payload)
+            as_dict = lead.to_dict()
+            for key, value in payload.items():
+                assert as_dict[key] == value
+        assert shapes == {True, False}
+
+
+async def test_unknown_id_forbidden_key_and_bad_id() -> None:
+    """404, 401, 403 and 400 from the simulator become their typed errors after one attempt."""
+    async with Simulator(forbidden_keys=frozenset({"sk_blocked"})) as sim:
+        async with dnx.AsyncDialNexa(api_key=KEY, base_url=sim.base_url) as c:
+            with pytest.raises(dnx.NotFoundError, match="Lead not found") as not_found:
+                await c.get_lead("missing_1")
+            assert not_found.value.request_id
+            with pytest.raises(dnx.BadRequestError) as bad:
+                await c.get_lead("has space")
+            assert bad.value.attempts == 1
+        async with dnx.AsyncDialNexa(api_key="wrong", base_url=sim.base_url) as c:
+            with pytest.raises(dnx.AuthenticationError):
+                await c.get_lead("lead_1")
+        async with dnx.AsyncDialNexa(api_key="sk_blocked", base_url=sim.base_url) as c:
+            with pytest.raises(dnx.PermissionDeniedError):
+                await c.get_lead("lead_1")
+        assert sim.stats.requests == 4
+
+
+async def test_slash_in_id_stays_one_segment() -> None:
+    """An id with '/' reaches the server as one encoded segment, not a different path."""
+    async with Simulator() as sim, dnx.AsyncDialNexa(api_key=KEY, base_url=sim.base_url) as c:
+        with pytest.raises(dnx.BadRequestError):
+            await c.get_lead("../../v1/campaigns-leads/lead_1")
+        assert sim.stats.attempts_by_id["../../v1/campaigns-leads/lead_1"] == 1
+
+
+async def test_2000_calls_through_faults_and_a_300_per_second_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """64 tasks fetch 2,000 leads through 10% 503s, 2% resets and a 300 req/s window: all succeed.
+
+    The 429s the simulator sends stay a small share of all requests because one 429 pauses
+    the whole client rather than each task discovering the limit on its own.
+    """
+    caplog.set_level(logging.WARNING, logger="dialnexa_async")
+    ids = [f"lead_{i}" for i in range(2000)]
+    async with Simulator(
+        rate_limit=300,
+        rate_window=1.0,
+        error_rate=0.10,
+        error_statuses=(503,),
+        reset_rate=0.02,
+        seed=7,
+    ) as sim:
+        async with dnx.AsyncDialNexa(
+            api_key=KEY, base_url=sim.base_url, max_retries=10, max_concurrency=64
+        ) as client:
+            queue: asyncio.Queue[str] = asyncio.Queue()
+            for lead_id in ids:
+                queue.put_nowait(lead_id)
+            leads: dict[str, dnx.Lead] = {}
+
+            async def worker() -> None:
+                while not queue.empty():
+                    lead_id = queue.get_nowait()
+                    leads[lead_id] = await client.get_lead(lead_id)
+
+            await asyncio.gather(*(worker() for _ in range(64)))
+        stats = sim.stats
+        assert sorted(leads) == sorted(ids)
+        assert all(leads[i].id == i for i in ids)
+        share_429 = stats.rate_limited / stats.requests
+        print(
+            f"\n2000 leads: {stats.requests} requests, {stats.rate_limited} 429s "
+            f"({share_429:.1%}), {stats.resets} resets, client stats {client.stats}"
+        )
+        assert stats.by_status[503] > 100
+        assert stats.resets > 10
+        assert share_429 < 0.10
