@@ -351,7 +351,7 @@ def test_arguments_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None
 )
 def test_out_of_range_arguments_are_value_errors(kwargs: dict[str, object]) -> None:
     """Nonsense configuration fails at construction."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must"):
         dnx.AsyncDialNexa(api_key="k", **kwargs)  # type: ignore[arg-type]
 
 
