@@ -1,0 +1,301 @@
+"""Configuration of the local DialNexa simulator and the command-line flags that build it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Literal
+
+RateLimitBody = Literal["json", "html", "empty"]
+
+_RATE_FIELDS = (
+    "reset_rate",
+    "error_rate",
+    "html_rate",
+    "malformed_rate",
+    "slow_body_rate",
+    "unknown_status_rate",
+)
+
+
+@dataclasses.dataclass
+class SimulatorConfig:
+    """Behaviour of the simulated API; mutable, and read afresh on every request.
+
+    Changing a field while the simulator runs takes effect on the next request. The exception
+    is ``seed``: the random stream is created once, so call ``Simulator.reset()`` after
+    changing it.
+
+    Args:
+        api_key: The only bearer token accepted, or ``None`` to accept any non-empty token.
+        forbidden_keys: Tokens that authenticate but may not read campaign data (403).
+        known_ids: When set, the only lead ids that exist; otherwise every well-formed id
+            exists except those starting with ``missing``.
+        unknown_status_rate: Share of ids (chosen by hash, not at random) whose status is an
+            undocumented value such as ``"voicemail"``.
+        rate_limit: Admitted requests per window, or ``None`` for no limit.
+        rate_window: Length of the fixed rate-limit window in seconds.
+        rate_limit_headers: Whether answers carry ``x-ratelimit-*`` headers.
+        fractional_reset: Send reset and ``Retry-After`` as decimals (3 places) instead of
+            whole seconds rounded up.
+        retry_after: ``True`` always sends ``Retry-After`` on 429, ``False`` never, a float
+            ``p`` sends it with probability ``p``.
+        rate_limit_body: Body of a 429: JSON envelope, nginx-style HTML page, or empty.
+        clock: Monotonic clock driving the rate-limit window; tests inject a fake one.
+        seed: Seed of the single random stream behind every fault, jitter and coin flip.
+        latency: Seconds slept before answering each request.
+        latency_jitter: Upper bound of a uniform extra delay added to ``latency``.
+        reset_rate: Probability of aborting the connection with a TCP RST.
+        error_rate: Probability of a 5xx JSON envelope drawn from ``error_statuses``.
+        error_statuses: Statuses an injected error is picked from, uniformly.
+        html_rate: Probability of a proxy-style 502 HTML page.
+        malformed_rate: Probability of a 200 whose JSON body is truncated.
+        slow_body_rate: Probability of streaming the body in chunks ``slow_body_delay`` apart.
+        slow_body_delay: Pause between chunks of a slow body, in seconds.
+        track_ids: Count requests per id in ``stats.attempts_by_id``; turn off for runs over
+            millions of distinct ids so memory stays flat.
+    """
+
+    api_key: str | None = dataclasses.field(default="sk_test", repr=False)
+    forbidden_keys: frozenset[str] = dataclasses.field(default=frozenset(), repr=False)
+    known_ids: frozenset[str] | None = None
+    unknown_status_rate: float = 0.0
+    rate_limit: int | None = None
+    rate_window: float = 1.0
+    rate_limit_headers: bool = True
+    fractional_reset: bool = False
+    retry_after: bool | float = True
+    rate_limit_body: RateLimitBody = "json"
+    clock: Callable[[], float] = dataclasses.field(default=time.monotonic, repr=False)
+    seed: int = 0
+    latency: float = 0.0
+    latency_jitter: float = 0.0
+    reset_rate: float = 0.0
+    error_rate: float = 0.0
+    error_statuses: tuple[int, ...] = (500, 502, 503, 504)
+    html_rate: float = 0.0
+    malformed_rate: float = 0.0
+    slow_body_rate: float = 0.0
+    slow_body_delay: float = 0.05
+    track_ids: bool = True
+
+    def __post_init__(self) -> None:
+        """Reject values that would make the simulator misbehave silently."""
+        for name in _RATE_FIELDS:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+        if not isinstance(self.retry_after, bool) and not 0.0 <= self.retry_after <= 1.0:
+            raise ValueError(
+                f"retry_after must be a bool or within [0, 1], got {self.retry_after!r}"
+            )
+        if self.rate_limit is not None and self.rate_limit < 1:
+            raise ValueError(f"rate_limit must be at least 1, got {self.rate_limit!r}")
+        if self.rate_window <= 0:
+            raise ValueError(f"rate_window must be positive, got {self.rate_window!r}")
+        if self.rate_limit_body not in ("json", "html", "empty"):
+            raise ValueError(
+                f"rate_limit_body must be json, html or empty, got {self.rate_limit_body!r}"
+            )
+        if self.latency < 0 or self.latency_jitter < 0 or self.slow_body_delay < 0:
+            raise ValueError("latency, latency_jitter and slow_body_delay must not be negative")
+        if not self.error_statuses or any(not 100 <= s <= 599 for s in self.error_statuses):
+            raise ValueError(
+                f"error_statuses must be non-empty HTTP statuses, got {self.error_statuses!r}"
+            )
+        # A plain set or list would be accepted at runtime but break hashing and the types.
+        self.forbidden_keys = frozenset(self.forbidden_keys)
+        if self.known_ids is not None:
+            self.known_ids = frozenset(self.known_ids)
+        self.error_statuses = tuple(self.error_statuses)
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _statuses(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated statuses, got {text}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one status")
+    return values
+
+
+def build_parser(*, prog: str | None = None, add_help: bool = True) -> argparse.ArgumentParser:
+    """Build the parser for the simulator's command-line flags.
+
+    Args:
+        prog: Program name shown in usage; defaults to ``python -m dialnexa_async.testing``.
+        add_help: Pass ``False`` to use the result as a ``parents=`` entry of another parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m dialnexa_async.testing",
+        description="Run a local simulator of the DialNexa campaign-lead API.",
+        add_help=add_help,
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    net.add_argument(
+        "--port", type=int, default=8080, help="port to bind, 0 for any (default 8080)"
+    )
+
+    auth = parser.add_argument_group("authentication")
+    keys = auth.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--api-key", default="sk_test", help="the accepted bearer token (default sk_test)"
+    )
+    keys.add_argument("--any-key", action="store_true", help="accept any non-empty bearer token")
+    auth.add_argument(
+        "--forbidden-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a token answered with 403; repeatable",
+    )
+
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--known-id",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="restrict existing leads to these ids; repeatable",
+    )
+    data.add_argument(
+        "--unknown-status-rate",
+        type=_rate,
+        default=0.0,
+        help="share of ids with an undocumented status",
+    )
+    data.add_argument(
+        "--no-track-ids",
+        dest="track_ids",
+        action="store_false",
+        help="do not count requests per id (flat memory over many ids)",
+    )
+
+    limits = parser.add_argument_group("rate limiting")
+    limits.add_argument(
+        "--rate-limit", type=_positive_int, default=None, help="requests per window"
+    )
+    limits.add_argument("--rate-window", type=float, default=1.0, help="window length in seconds")
+    after = limits.add_mutually_exclusive_group()
+    after.add_argument(
+        "--no-retry-after",
+        dest="retry_after",
+        action="store_const",
+        const=False,
+        default=True,
+        help="never send Retry-After on 429",
+    )
+    after.add_argument(
+        "--retry-after-probability",
+        dest="retry_after",
+        type=_rate,
+        metavar="P",
+        help="send Retry-After on a 429 with probability P",
+    )
+    limits.add_argument(
+        "--no-rate-limit-headers",
+        dest="rate_limit_headers",
+        action="store_false",
+        help="send no x-ratelimit-* headers",
+    )
+    limits.add_argument(
+        "--fractional-reset",
+        action="store_true",
+        help="send reset and Retry-After with millisecond decimals",
+    )
+    limits.add_argument(
+        "--rate-limit-body",
+        choices=("json", "html", "empty"),
+        default="json",
+        help="body of a 429 (default json)",
+    )
+
+    faults = parser.add_argument_group("fault injection")
+    faults.add_argument("--seed", type=int, default=0, help="seed of the fault stream (default 0)")
+    faults.add_argument(
+        "--latency", type=_non_negative, default=0.0, help="seconds before each answer"
+    )
+    faults.add_argument(
+        "--latency-jitter", type=_non_negative, default=0.0, help="extra uniform delay bound"
+    )
+    faults.add_argument("--reset-rate", type=_rate, default=0.0, help="probability of a TCP reset")
+    faults.add_argument(
+        "--error-rate", type=_rate, default=0.0, help="probability of a 5xx envelope"
+    )
+    faults.add_argument(
+        "--error-statuses",
+        type=_statuses,
+        default=(500, 502, 503, 504),
+        metavar="S,S,...",
+        help="statuses injected errors are drawn from (default 500,502,503,504)",
+    )
+    faults.add_argument(
+        "--html-rate", type=_rate, default=0.0, help="probability of an HTML 502 page"
+    )
+    faults.add_argument(
+        "--malformed-rate", type=_rate, default=0.0, help="probability of truncated JSON"
+    )
+    faults.add_argument(
+        "--slow-body-rate", type=_rate, default=0.0, help="probability of a chunked slow body"
+    )
+    faults.add_argument(
+        "--slow-body-delay", type=_non_negative, default=0.05, help="seconds between chunks"
+    )
+    return parser
+
+
+def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
+    """Turn parsed flags from ``build_parser()`` into a ``SimulatorConfig``.
+
+    Args:
+        ns: The namespace returned by ``build_parser().parse_args()``; ``host`` and ``port``
+            are not part of the config and are ignored here.
+    """
+    return SimulatorConfig(
+        api_key=None if ns.any_key else ns.api_key,
+        forbidden_keys=frozenset(ns.forbidden_key),
+        known_ids=None if ns.known_id is None else frozenset(ns.known_id),
+        unknown_status_rate=ns.unknown_status_rate,
+        rate_limit=ns.rate_limit,
+        rate_window=ns.rate_window,
+        rate_limit_headers=ns.rate_limit_headers,
+        fractional_reset=ns.fractional_reset,
+        retry_after=ns.retry_after,
+        rate_limit_body=ns.rate_limit_body,
+        seed=ns.seed,
+        latency=ns.latency,
+        latency_jitter=ns.latency_jitter,
+        reset_rate=ns.reset_rate,
+        error_rate=ns.error_rate,
+        error_statuses=ns.error_statuses,
+        html_rate=ns.html_rate,
+        malformed_rate=ns.malformed_rate,
+        slow_body_rate=ns.slow_body_rate,
+        slow_body_delay=ns.slow_body_delay,
+        track_ids=ns.track_ids,
+    )
