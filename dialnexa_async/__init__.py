@@ -1,5 +1,6 @@
 """Async Python SDK for the DialNexa voice-AI calling API."""
 
+from ._bulk import BulkProgress
 from ._client import AsyncDialNexa
 from ._clock import Clock, SystemClock, VirtualClock
 from ._errors import (
@@ -10,6 +11,7 @@ from ._errors import (
     BadRequestError,
     DialNexaError,
     InternalServerError,
+    InvalidLeadIdError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -27,10 +29,12 @@ __all__ = [
     "AsyncDialNexa",
     "AuthenticationError",
     "BadRequestError",
+    "BulkProgress",
     "ClientStats",
     "Clock",
     "DialNexaError",
     "InternalServerError",
+    "InvalidLeadIdError",
     "Lead",
     "LeadResult",
     "LeadStatus",

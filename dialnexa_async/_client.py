@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
+from collections.abc import AsyncGenerator, AsyncIterable, Hashable
 from types import TracebackType
 
 import aiohttp
 
 from . import _constants as C
+from ._bulk import LeadIds, ProgressCallback, iter_results
 from ._clock import Clock, SystemClock
 from ._converter import decode_lead
 from ._errors import DialNexaError, ResponseValidationError
-from ._models import Lead
+from ._models import Lead, LeadResult
 from ._rate_control import Answer, ClientRateControl
 from ._retry import RetryPolicy
 from ._sansio.classify import status_error
@@ -91,14 +93,23 @@ class AsyncDialNexa:
         self._max_concurrency = max_concurrency
         self._max_response_bytes = max_response_bytes
         self._clock: Clock = clock or SystemClock()
-        self._policy = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
-        self._rate = ClientRateControl(self._clock, rate_limit=rate_limit, max_wait=max_retry_wait)
+        self._rate = ClientRateControl(
+            self._clock,
+            rate_limit=rate_limit,
+            max_wait=max_retry_wait,
+            max_concurrency=max_concurrency,
+        )
+        self._policy = RetryPolicy(
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            shared_pause=lambda: self._rate.paused_for,
+        )
         self._transport = AiohttpTransport(
             session=session, max_connections=max_concurrency, ssl=ssl
         )
         # At or below the connector limit, so no request waits for a pooled connection inside
         # its deadline (aiohttp counts that wait against the timeout).
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slots = self._rate.concurrency
         self._closed = False
         self.stats = ClientStats(self._rate)
         """Cumulative counters of this client's traffic."""
@@ -159,6 +170,81 @@ class AsyncDialNexa:
         self._ensure_open()
         return await self._fetch_lead(url)
 
+    async def get_leads(
+        self,
+        lead_ids: LeadIds,
+        *,
+        concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[LeadResult]:
+        """Fetch many leads concurrently; one result per input, in input order.
+
+        A duplicate id is fetched once and its result stands at every position it was given.
+        Failures are values (``LeadResult.error``), never raised; a 401 or 403 stops new
+        requests and gives every remaining id that same error.
+
+        Args:
+            lead_ids: any iterable (or async iterable) of ids.
+            concurrency: requests this call keeps in flight at most; capped by, and by
+                default equal to, the client's ``max_concurrency``.
+            progress: called with a ``BulkProgress`` about ten times a second and at the end.
+        """
+        if isinstance(lead_ids, AsyncIterable):
+            ids = [lead_id async for lead_id in lead_ids]
+        else:
+            ids = list(lead_ids)
+        keys = [_dedup_key(lead_id) for lead_id in ids]
+        unique = list({key: lead_id for key, lead_id in zip(keys, ids, strict=True)}.values())
+        by_key: dict[object, LeadResult] = {}
+        async with contextlib.aclosing(
+            self.iter_leads(unique, concurrency=concurrency, progress=progress)
+        ) as results:
+            async for result in results:
+                by_key[_dedup_key(result.lead_id)] = result
+        return [by_key[key] for key in keys]
+
+    async def iter_leads(
+        self,
+        lead_ids: LeadIds,
+        *,
+        concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> AsyncGenerator[LeadResult, None]:
+        """Fetch many leads concurrently, yielding each result as it completes.
+
+        Ids are read lazily, so memory stays bounded by ``concurrency`` however many there
+        are; each input item yields exactly one result. Leaving the loop early (or cancelling)
+        cancels the requests in flight; wrap the call in ``contextlib.aclosing`` to have that
+        happen before the next line runs.
+
+        Args:
+            lead_ids: any iterable or async iterable of ids.
+            concurrency: requests this call keeps in flight at most; capped by, and by
+                default equal to, the client's ``max_concurrency``.
+            progress: called with a ``BulkProgress`` about ten times a second and at the end.
+        """
+        self._ensure_open()
+        workers = self._max_concurrency if concurrency is None else concurrency
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        async with contextlib.aclosing(
+            iter_results(
+                lead_ids,
+                self._fetch_for_bulk,
+                workers=min(workers, self._max_concurrency),
+                stats=self.stats,
+                progress=progress,
+            )
+        ) as results:
+            async for result in results:
+                yield result
+
+    async def _fetch_for_bulk(self, lead_id: str) -> Lead:
+        """``get_lead`` for one id of a bulk run; a closed client is an error for that id."""
+        url = lead_url(self._base_url, lead_id)
+        self._ensure_open()
+        return await self._fetch_lead(url)
+
     async def _fetch_lead(self, url: str) -> Lead:
         """Fetch the lead at ``url`` under the retry policy."""
         retrying = self._policy.new_retrying(self._clock.sleep, self.stats.on_retry)
@@ -170,9 +256,10 @@ class AsyncDialNexa:
     async def _attempt(self, url: str, number: int) -> Lead:
         """One attempt: wait for a slot and the pacing, send, and turn the answer into a lead."""
         stats = self.stats
+        rate = self._rate
         try:
             async with self._slots:
-                await self._rate.acquire()
+                ticket = await rate.acquire()
                 stats.requests += 1
                 raw = await self._transport.get(
                     url, self._headers, timeout=self._timeout, max_bytes=self._max_response_bytes
@@ -185,7 +272,8 @@ class AsyncDialNexa:
         headers = raw.headers
         info = RateLimitInfo.from_headers(headers) if "x-ratelimit-remaining" in headers else None
         if 200 <= status < 300:
-            self._rate.observe(Answer(status, info, None))
+            rate.observe(Answer(status, info, None), ticket)
+            self._policy.budget.deposit()
             try:
                 return decode_lead(raw.body)
             except ResponseValidationError as error:
@@ -194,9 +282,18 @@ class AsyncDialNexa:
                 error.attempts = number
                 raise
         failure = status_error(status, headers, raw.body, now=self._clock.time(), attempts=number)
-        self._rate.observe(Answer(status, info, failure.retry_after))
+        rate.observe(Answer(status, info, failure.retry_after), ticket)
         stats.record_failure(failure)
         raise failure
+
+
+def _dedup_key(lead_id: object) -> Hashable:
+    """How duplicates are recognised: by value, or by identity for an unhashable bad id."""
+    try:
+        hash(lead_id)
+    except TypeError:
+        return ("unhashable", id(lead_id))
+    return lead_id
 
 
 def _check_positive(name: str, value: float) -> None:

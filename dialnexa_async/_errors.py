@@ -3,6 +3,7 @@
 ::
 
     DialNexaError
+    ├── InvalidLeadIdError            a lead id that cannot be sent (also a ValueError)
     ├── APIConnectionError            the request never got an HTTP answer
     │   └── APITimeoutError
     ├── APIStatusError                an HTTP error answer: .status_code .message .body .request_id
@@ -33,6 +34,7 @@ __all__ = [
     "BadRequestError",
     "DialNexaError",
     "InternalServerError",
+    "InvalidLeadIdError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -71,6 +73,13 @@ def _rebuild(cls: type[DialNexaError], state: dict[str, Any]) -> DialNexaError:
     Exception.__init__(error, state.get("message", ""))
     error.__dict__.update(state)
     return error
+
+
+class InvalidLeadIdError(DialNexaError, ValueError):
+    """A lead id that cannot name a lead: empty, not a ``str``, or a ``.``/``..`` dot segment.
+
+    Raised by ``get_lead`` before any request; in bulk calls it is that id's result.
+    """
 
 
 class APIConnectionError(DialNexaError):

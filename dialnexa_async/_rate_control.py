@@ -1,14 +1,25 @@
-"""Client-wide rate control: one shared cooldown, header pacing, and an optional send-rate cap.
+"""Client-wide rate control: keep every request of a client under the server's limit.
 
-Every request of a client calls ``acquire()`` before it is sent and ``observe()`` with each
-answer. The state lives behind that small interface (``RateControl``) so it can later move into
-a store shared by many worker processes.
+Every request calls ``acquire()`` before it is sent and ``observe()`` with its answer; the
+state lives behind that small interface (``RateControl``) so it can later move into a store
+shared by many worker processes. Four mechanisms share it:
+
+- **Shared cooldown.** A 429 with a server-given wait pauses every new request until then,
+  instead of each in-flight task discovering the limit on its own.
+- **Window budget.** With ``x-ratelimit-*`` headers, an answer to request number ``s`` saying
+  ``remaining: r`` means requests up to number ``s + r`` fit in the window; later ones wait
+  for the window's end, estimated as the earliest ``arrival + reset`` seen in that window (an
+  upper bound of the true end, tight even when the server rounds ``reset`` up to seconds).
+- **Adaptive rate.** A 429 that carries no window headers cuts a CUBIC send-rate cap
+  (``_adaptive``); a 429 without any hint also pauses the client briefly, doubling while
+  throttles continue, so a gateway that says nothing is still found out from 429s alone.
+- **Fixed cap.** ``rate_limit=`` spaces sends with a GCRA pacer that the adaptive cap tightens.
 
 Invariants:
-- ``_hold_until`` only moves forward: a later, shorter ``Retry-After`` never shortens a pause
-  that an earlier answer asked for.
-- No task sleeps inside the pacer's bookkeeping; a reservation is computed synchronously and
-  then slept outside it, so the event loop is never blocked and no lock is needed.
+- ``_hold_until`` only moves forward: a later, shorter wait never shortens a pause in force.
+- A throttle episode reacts once: 429s to requests sent before the episode began are the
+  echo of the same overload and change nothing.
+- No lock and no background task: reservations are computed synchronously, then slept.
 """
 
 from __future__ import annotations
@@ -16,11 +27,26 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Protocol
 
+from ._adaptive import CubicRate, SendRateMeter
 from ._clock import Clock
 from ._errors import RateLimitError
+from ._limiter import AdaptiveLimiter
 from ._sansio.headers import RateLimitInfo
 
-__all__ = ["Answer", "ClientRateControl", "Pacer", "RateControl"]
+__all__ = ["Answer", "ClientRateControl", "Pacer", "RateControl", "Ticket"]
+
+BARE_HOLD_INITIAL = 0.1
+"""Seconds the client pauses after a 429 that gave no hint at all; doubles per repeat."""
+
+BARE_HOLD_MAX = 5.0
+"""The longest pause a hintless 429 causes; probing continues at this spacing."""
+
+CONCURRENCY_BACKOFF = 0.5
+"""The share of the concurrency limit kept after each throttle."""
+
+MIN_MEASURED_SENDS = 10
+"""Below this many sends in the last second a 429 is not blamed on the send rate: the pauses and the
+concurrency cut handle it, and the rate cap is not dragged to the floor by a cold start."""
 
 
 class Answer(NamedTuple):
@@ -37,15 +63,22 @@ class Answer(NamedTuple):
     retry_after: float | None
 
 
+class Ticket(NamedTuple):
+    """A request's place in the client's sending order, handed out by ``acquire()``."""
+
+    seq: int
+    sent_at: float
+
+
 class RateControl(Protocol):
     """Acquire before each request; observe each answer."""
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Ticket:
         """Wait until a new request may be sent."""
         ...
 
-    def observe(self, answer: Answer) -> None:
-        """Learn from one answer."""
+    def observe(self, answer: Answer, ticket: Ticket) -> None:
+        """Learn from the answer to the request that ``ticket`` was issued for."""
         ...
 
 
@@ -84,30 +117,82 @@ class Pacer:
 
 
 class ClientRateControl:
-    """The rate control of one client: shared cooldown, header pacing, optional fixed cap.
+    """The rate control of one client.
 
     Args:
         clock: where time is read and waits are slept.
         rate_limit: requests per second the client never exceeds; ``None`` for no fixed cap.
         max_wait: the longest pause a new request will sit out; a longer one fails at once
             with ``RateLimitError`` carrying the remaining wait.
+        max_concurrency: the ceiling of the adaptive limit on requests in flight.
     """
 
-    def __init__(self, clock: Clock, *, rate_limit: float | None, max_wait: float) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        rate_limit: float | None,
+        max_wait: float,
+        max_concurrency: int = 64,
+    ) -> None:
         self._clock = clock
+        self.clock = clock
+        self._ceiling = rate_limit
         self._pacer = Pacer(rate_limit) if rate_limit is not None else None
         self._max_wait = max_wait
+        self.adaptive = CubicRate()
+        self.meter = SendRateMeter()
+        self.concurrency = AdaptiveLimiter(max_concurrency)
         self._hold_until = -math.inf
+        self._seq = 0
+        self._window_end = -math.inf
+        self._window_last_seq: float = math.inf
+        self._window_limit: int | None = None
+        self._window_length = 0.0
+        self._episode_start = -math.inf
+        self._in_episode = False
+        self._bare_hold = BARE_HOLD_INITIAL
         self.cooldowns = 0
         """How many times an answer paused the whole client."""
         self.cooldown_seconds = 0.0
         """Total seconds the client spent paused (measured on the timeline, not per task)."""
 
-    async def acquire(self) -> None:
-        """Wait out any shared cooldown, then the pacing slot; raise if the pause is too long."""
+    @property
+    def send_rate_cap(self) -> float | None:
+        """The current cap on sends per second (fixed and adaptive together), if any."""
+        return None if self._pacer is None else self._pacer.rate
+
+    async def acquire(self) -> Ticket:
+        """Wait out any pause, window and pacing slot; raise if the pause is too long."""
+        clock = self._clock
+        now = await self._wait_for_room()
+        pacer = self._pacer
+        if pacer is not None:
+            delay = pacer.reserve(now)
+            if delay > 0:
+                await clock.sleep(delay)
+                # A pause may have begun while this request waited for its slot.
+                now = await self._wait_for_room()
+        self._seq += 1
+        self.meter.record(now)
+        return Ticket(self._seq, now)
+
+    async def _wait_for_room(self) -> float:
+        """Sleep until no pause is in force and the window has room; return the time then."""
         clock = self._clock
         while True:
-            wait = self._hold_until - clock.monotonic()
+            now = clock.monotonic()
+            wait = self._hold_until - now
+            if self._seq >= self._window_last_seq:
+                if now >= self._window_end:
+                    # The tracked window is over: trust the known limit until answers from
+                    # the new one speak. The server opens it at our first request, so its end
+                    # is about one length away; twice that is a bound the answers will tighten.
+                    limit = self._window_limit
+                    self._window_last_seq = math.inf if limit is None else self._seq + limit
+                    self._window_end = now + 2 * self._window_length
+                else:
+                    wait = max(wait, self._window_end - now)
             if wait <= 0:
                 break
             if wait > self._max_wait:
@@ -118,20 +203,77 @@ class ClientRateControl:
                     retry_after=wait,
                 )
             await clock.sleep(wait)
-        if self._pacer is not None:
-            delay = self._pacer.reserve(clock.monotonic())
-            if delay > 0:
-                await clock.sleep(delay)
+        return now
 
-    def observe(self, answer: Answer) -> None:
-        """Pause every new request after a 429 or an exhausted window."""
-        if answer.status == 429:
-            if answer.retry_after is not None:
-                self._hold(answer.retry_after)
-            return
+    def observe(self, answer: Answer, ticket: Ticket) -> None:
+        """Learn from one answer: window budget, throttles, and regrowth on success."""
+        now = self._clock.monotonic()
         info = answer.rate_limit
-        if info is not None and info.remaining == 0 and info.reset is not None:
-            self._hold(info.reset)
+        if info is not None and info.remaining is not None and info.reset is not None:
+            self._track_window(info, ticket, now)
+        if answer.status == 429:
+            self._throttled(answer, ticket, now)
+            return
+        if self._in_episode and ticket.sent_at >= self._episode_start:
+            self._in_episode = False
+            self._bare_hold = BARE_HOLD_INITIAL
+        if self.adaptive.rate is not None:
+            self.adaptive.on_success(now)
+            self._apply_rate()
+        self.concurrency.increase()
+
+    def _track_window(self, info: RateLimitInfo, ticket: Ticket, now: float) -> None:
+        remaining, reset = info.remaining, info.reset
+        assert remaining is not None
+        assert reset is not None
+        end = now + reset
+        last_seq = ticket.seq + remaining
+        if info.limit is not None:
+            self._window_limit = info.limit
+        if reset > self._window_length:
+            self._window_length = reset
+        if ticket.sent_at >= self._window_end:
+            # Sent after the tracked window surely ended: this answer opens a newer window.
+            self._window_end = end
+            self._window_last_seq = last_seq
+            return
+        if end < self._window_end:
+            self._window_end = end
+        if last_seq < self._window_last_seq:
+            self._window_last_seq = last_seq
+
+    def _throttled(self, answer: Answer, ticket: Ticket, now: float) -> None:
+        if ticket.sent_at < self._episode_start:
+            return
+        first = not self._in_episode
+        self._in_episode = True
+        self._episode_start = now
+        # Every throttle that is not an echo halves the requests in flight, so that probes
+        # after a pause go out one by one instead of as a crowd.
+        self.concurrency.decrease(CONCURRENCY_BACKOFF)
+        if first and answer.rate_limit is None:
+            if self.meter.count(now) >= MIN_MEASURED_SENDS:
+                self.adaptive.on_throttle(now, self.meter.rate(now))
+                self._apply_rate()
+        if answer.rate_limit is not None and answer.rate_limit.reset is not None:
+            # The window budget knows the end more precisely than a rounded Retry-After.
+            return
+        if answer.retry_after is not None:
+            self._hold(answer.retry_after)
+        else:
+            self._hold(self._bare_hold)
+            self._bare_hold = min(self._bare_hold * 2, BARE_HOLD_MAX)
+
+    def _apply_rate(self) -> None:
+        rate = self.adaptive.rate
+        if self._ceiling is not None:
+            rate = self._ceiling if rate is None else min(rate, self._ceiling)
+        if rate is None:
+            self._pacer = None
+        elif self._pacer is None:
+            self._pacer = Pacer(rate)
+        else:
+            self._pacer.rate = rate
 
     def _hold(self, seconds: float) -> None:
         now = self._clock.monotonic()

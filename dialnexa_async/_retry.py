@@ -13,7 +13,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 import attrs
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ._constants import (
     BACKOFF_INITIAL,
@@ -22,6 +22,7 @@ from ._constants import (
     DEFAULT_MAX_RETRY_WAIT,
 )
 from ._errors import APIStatusError, DialNexaError
+from ._retry_budget import RetryBudget
 from ._sansio.backoff import retry_wait
 from ._sansio.classify import exceeds_max_wait, is_retryable
 
@@ -41,6 +42,9 @@ class RetryPolicy:
         backoff_max: ceiling of any jittered backoff, in seconds.
         max_retry_wait: a server-given wait longer than this is not slept; the call fails.
         rand: a source of floats in ``[0, 1)`` for the jitter.
+        budget: the client-wide retry budget every retry draws from.
+        shared_pause: the seconds left in the client-wide pause; a 429 that gave no wait
+            waits that out instead of a backoff of its own, so the client backs off as one.
     """
 
     max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES)
@@ -48,6 +52,8 @@ class RetryPolicy:
     backoff_max: float = BACKOFF_MAX
     max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
     rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
+    budget: RetryBudget = attrs.field(factory=RetryBudget, repr=False)
+    shared_pause: Callable[[], float] | None = attrs.field(default=None, repr=False)
 
     @max_retries.validator
     def _check_max_retries(self, _: object, value: int) -> None:
@@ -60,11 +66,25 @@ class RetryPolicy:
             isinstance(error, DialNexaError) and exceeds_max_wait(error, self.max_retry_wait)
         )
 
+    def stop(self, state: RetryCallState) -> bool:
+        """Tenacity's stop hook: out of attempts, or out of retry budget."""
+        if state.attempt_number > self.max_retries:
+            return True
+        error = state.outcome.exception() if state.outcome is not None else None
+        return isinstance(error, DialNexaError) and not self.budget.withdraw(error)
+
     def wait(self, state: RetryCallState) -> float:
         """Tenacity's wait hook: the server's word, else full-jitter backoff."""
         error = state.outcome.exception() if state.outcome is not None else None
         if not isinstance(error, DialNexaError):
             return 0.0
+        if (
+            self.shared_pause is not None
+            and isinstance(error, APIStatusError)
+            and error.status_code == 429
+            and error.retry_after is None
+        ):
+            return self.shared_pause()
         return retry_wait(
             error,
             state.attempt_number,
@@ -80,7 +100,7 @@ class RetryPolicy:
     ) -> AsyncRetrying:
         """A fresh tenacity controller for one call."""
         return AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
+            stop=self.stop,
             wait=self.wait,
             retry=retry_if_exception(self.should_retry),
             sleep=sleep,

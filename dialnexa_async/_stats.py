@@ -40,6 +40,17 @@ class ClientStats:
         self.connection_errors = 0
 
     @property
+    def send_rate(self) -> float:
+        """Requests sent per second over the last second."""
+        rate = self._rate
+        return rate.meter.rate(rate.clock.monotonic())
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The current adaptive limit on requests in flight."""
+        return self._rate.concurrency.limit
+
+    @property
     def cooldown_seconds(self) -> float:
         """Seconds the whole client spent paused by the server's rate limit."""
         return self._rate.cooldown_seconds

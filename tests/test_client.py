@@ -189,15 +189,29 @@ async def test_ratelimit_reset_stands_in_for_retry_after_on_429(
     assert clock.monotonic() == pytest.approx(3.0)
 
 
-async def test_bare_429_backs_off_with_jitter(
+async def test_bare_429_waits_out_the_client_wide_pause(
     client: dnx.AsyncDialNexa, mock_api: aioresponses, clock: dnx.VirtualClock
 ) -> None:
-    """A 429 with no hint is retried after a jittered wait within the first backoff ceiling."""
-    mock_api.get(LEAD_URL, status=429, body="<html>slow down</html>", content_type="text/html")
+    """Hintless 429s back off as one client: 0.1 s, then 0.2 s, doubling while they continue."""
+    for _ in range(2):
+        mock_api.get(LEAD_URL, status=429, body="<html>slow down</html>", content_type="text/html")
     mock_api.get(LEAD_URL, payload=LEAD_BODY)
     await client.get_lead("lead_abc123")
-    assert len(clock.sleeps) == 1
-    assert 0.0 <= clock.sleeps[0] <= 0.5
+    assert clock.sleeps == [pytest.approx(0.1), pytest.approx(0.2)]
+    assert request_count(mock_api) == 3
+
+
+async def test_5xx_backoff_is_jittered_and_doubles(
+    client: dnx.AsyncDialNexa, mock_api: aioresponses, clock: dnx.VirtualClock
+) -> None:
+    """Without a server-given wait, a 5xx waits a full-jitter draw under 0.5, 1, 2 s ceilings."""
+    for _ in range(3):
+        mock_api.get(LEAD_URL, status=500)
+    mock_api.get(LEAD_URL, payload=LEAD_BODY)
+    await client.get_lead("lead_abc123")
+    assert len(clock.sleeps) == 3
+    for sleep, ceiling in zip(clock.sleeps, [0.5, 1.0, 2.0], strict=True):
+        assert 0.0 <= sleep <= ceiling
 
 
 async def test_server_wait_over_max_retry_wait_fails_at_once(

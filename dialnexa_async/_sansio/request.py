@@ -6,6 +6,7 @@ import platform
 import sys
 from urllib.parse import quote
 
+from .._errors import InvalidLeadIdError
 from .._version import __version__
 
 LEADS_PATH = "/campaigns-leads/"
@@ -14,18 +15,20 @@ _DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def validate_lead_id(lead_id: object) -> str:
-    """Return ``lead_id`` if it can name a lead, else raise ``ValueError``.
+    """Return ``lead_id`` if it can name a lead, else raise ``InvalidLeadIdError``.
+
+    ``InvalidLeadIdError`` is a ``ValueError`` too.
 
     Args:
         lead_id: what the caller passed; must be a non-empty ``str`` other than ``.``/``..``,
             which a URL library would resolve into a different path.
     """
     if not isinstance(lead_id, str):
-        raise ValueError(f"lead id must be a str, not {type(lead_id).__name__}")
+        raise InvalidLeadIdError(f"lead id must be a str, not {type(lead_id).__name__}")
     if not lead_id:
-        raise ValueError("lead id must not be empty")
+        raise InvalidLeadIdError("lead id must not be empty")
     if lead_id in _DOT_SEGMENTS:
-        raise ValueError(f"lead id {lead_id!r} is a dot segment and cannot name a lead")
+        raise InvalidLeadIdError(f"lead id {lead_id!r} is a dot segment and cannot name a lead")
     return lead_id
 
 
