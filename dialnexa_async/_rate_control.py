@@ -251,10 +251,9 @@ class ClientRateControl:
         # Every throttle that is not an echo halves the requests in flight, so that probes
         # after a pause go out one by one instead of as a crowd.
         self.concurrency.decrease(CONCURRENCY_BACKOFF)
-        if first and answer.rate_limit is None:
-            if self.meter.count(now) >= MIN_MEASURED_SENDS:
-                self.adaptive.on_throttle(now, self.meter.rate(now))
-                self._apply_rate()
+        if first and answer.rate_limit is None and self.meter.count(now) >= MIN_MEASURED_SENDS:
+            self.adaptive.on_throttle(now, self.meter.rate(now))
+            self._apply_rate()
         if answer.rate_limit is not None and answer.rate_limit.reset is not None:
             # The window budget knows the end more precisely than a rounded Retry-After.
             return
