@@ -11,6 +11,7 @@ import asyncio
 import ssl as ssl_module
 import sys
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import aiohttp
@@ -75,8 +76,11 @@ class AiohttpTransport:
                 ssl=self._ssl,
                 ttl_dns_cache=300,
             )
+            tracing = aiohttp.TraceConfig()
+            tracing.on_connection_reuseconn.append(_mark_reused)
             session = aiohttp.ClientSession(
                 connector=connector,
+                trace_configs=[tracing],
                 timeout=aiohttp.ClientTimeout(total=None),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 raise_for_status=False,
@@ -102,31 +106,49 @@ class AiohttpTransport:
             max_bytes: the most body bytes to accept.
         """
         session = self.session()
+        failure: APIConnectionError
         try:
-            async with (
-                _deadline(timeout),
-                session.get(
-                    URL(url, encoded=True),
-                    headers=headers,
-                    allow_redirects=False,
-                    ssl=self._ssl,
-                ) as response,
-            ):
-                body = await _read_capped(response, max_bytes)
-                return RawResponse(response.status, response.headers, body)
+            async with _deadline(timeout):
+                response = await self._send(session, URL(url, encoded=True), headers)
+                async with response:
+                    body = await _read_capped(response, max_bytes)
+                    return RawResponse(response.status, response.headers, body)
         except DialNexaError:
             raise
         except aiohttp.ServerTimeoutError as exc:
-            raise APITimeoutError(f"request timed out: {exc}") from None
+            failure = APITimeoutError(f"request timed out: {exc}")
         except asyncio.TimeoutError:
-            raise APITimeoutError(f"request took longer than {timeout:g}s") from None
+            failure = APITimeoutError(f"request took longer than {timeout:g}s")
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
-            raise APIConnectionError(f"TLS failure: {exc}", retryable=False) from None
+            failure = APIConnectionError(f"TLS failure: {exc}", retryable=False)
         except aiohttp.ClientResponseError as exc:
-            # Its repr carries the request headers, the API key among them: never chain it.
-            raise APIConnectionError(f"invalid HTTP answer: {exc.message}") from None
+            failure = APIConnectionError(f"invalid HTTP answer: {exc.message}")
         except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+        # Raised outside the handlers: ``from None`` still keeps aiohttp's exception as
+        # ``__context__``, and a ClientResponseError's repr shows the request headers.
+        raise failure
+
+    async def _send(
+        self, session: aiohttp.ClientSession, url: URL, headers: Mapping[str, str]
+    ) -> aiohttp.ClientResponse:
+        """Send the request; resend it if a pooled connection turns out dead before any answer."""
+        while True:
+            trace = _Trace()
+            try:
+                return await session.get(
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    ssl=self._ssl,
+                    trace_request_ctx=trace,
+                )
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                # A keep-alive connection the server closed while it sat in the pool fails
+                # before any answer; an idempotent request may then be resent (RFC 9112
+                # 9.3.1). The dead connection is dropped, so this ends within the pool size.
+                if not trace.reused:
+                    raise
 
     async def close(self) -> None:
         """Close the session if the transport created it."""
@@ -135,13 +157,36 @@ class AiohttpTransport:
             await session.close()
 
 
+class _Trace:
+    """What aiohttp's tracing said about one request: whether its connection came from the pool."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+async def _mark_reused(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    if isinstance(context.trace_request_ctx, _Trace):
+        context.trace_request_ctx.reused = True
+
+
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    """The body, or ``ResponseTooLargeError`` as soon as it passes ``max_bytes``."""
+    """The body, or ``ResponseTooLargeError`` as soon as a 2xx body passes ``max_bytes``.
+
+    An error answer's body is only evidence for the error: past the cap it is cut, so a huge
+    proxy page still gives the status error (and its retry), not a validation error.
+    """
+    evidence = response.status >= 300
     length = response.content_length
-    if length is not None and length > max_bytes:
+    if length is not None and length > max_bytes and not evidence:
         response.close()
         raise _too_large(response, max_bytes)
-    if length is not None and "content-encoding" not in response.headers:
+    if length is not None and length <= max_bytes and "content-encoding" not in response.headers:
         return await response.read()
     # Unknown length or compressed (the declared length says nothing of the decoded size):
     # read piece by piece and stop at the cap.
@@ -151,6 +196,8 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> byte
         size += len(chunk)
         if size > max_bytes:
             response.close()
+            if evidence:
+                return b"".join([*chunks, chunk])[:max_bytes]
             raise _too_large(response, max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
 from .._constants import MAX_SERVER_DELAY
 
-_SECONDS = re.compile(r"\s*(\d{1,12})(\.\d{1,9})?\s*")
-_INTEGER = re.compile(r"\s*(\d{1,15})\s*")
+# ASCII only: \s and \d also match characters float() refuses (\x1c-\x1f); HTTP puts only
+# spaces and tabs around a field value.
+_SECONDS = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*")
+_INTEGER = re.compile(r"[ \t]*([0-9]{1,15})[ \t]*")
 
 
 def parse_delay_seconds(value: str | None) -> float | None:
@@ -26,7 +29,8 @@ def parse_delay_seconds(value: str | None) -> float | None:
     match = _SECONDS.fullmatch(value)
     if match is None:
         return None
-    return min(float(match.group(0)), MAX_SERVER_DELAY)
+    # A number too long for a float is a very long wait (inf), not garbage.
+    return min(float(match.group(1)), MAX_SERVER_DELAY)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -50,8 +54,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
-        # RFC 9110 dates are GMT; a zone-less parse means "-0000" or an obsolete form.
-        return None
+        # Every HTTP-date is GMT; the asctime() form just does not say so (RFC 9110 5.6.7).
+        when = when.replace(tzinfo=timezone.utc)
     try:
         delta = when.timestamp() - now
     except (OverflowError, OSError, ValueError):

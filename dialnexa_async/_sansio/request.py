@@ -29,7 +29,17 @@ def validate_lead_id(lead_id: object) -> str:
         raise InvalidLeadIdError("lead id must not be empty")
     if lead_id in _DOT_SEGMENTS:
         raise InvalidLeadIdError(f"lead id {lead_id!r} is a dot segment and cannot name a lead")
+    if not lead_id.isascii() and not _encodable(lead_id):
+        raise InvalidLeadIdError("lead id holds a lone surrogate, which UTF-8 cannot encode")
     return lead_id
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def quote_segment(value: str) -> str:
