@@ -111,7 +111,7 @@ class AsyncDialNexa:
         # its deadline (aiohttp counts that wait against the timeout).
         self._slots = self._rate.concurrency
         self._closed = False
-        self.stats = ClientStats(self._rate)
+        self.stats = ClientStats(self._rate, self._transport)
         """Cumulative counters of this client's traffic."""
 
     def __repr__(self) -> str:

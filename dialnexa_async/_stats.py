@@ -7,6 +7,7 @@ from tenacity import RetryCallState
 from ._errors import APIConnectionError, APIStatusError, DialNexaError
 from ._rate_control import ClientRateControl
 from ._retry import log_retry
+from ._transport import AiohttpTransport
 
 __all__ = ["ClientStats"]
 
@@ -24,6 +25,7 @@ class ClientStats:
 
     __slots__ = (
         "_rate",
+        "_transport",
         "connection_errors",
         "rate_limited",
         "requests",
@@ -31,13 +33,23 @@ class ClientStats:
         "server_errors",
     )
 
-    def __init__(self, rate: ClientRateControl) -> None:
+    def __init__(self, rate: ClientRateControl, transport: AiohttpTransport) -> None:
         self._rate = rate
+        self._transport = transport
         self.requests = 0
         self.retries = 0
         self.rate_limited = 0
         self.server_errors = 0
         self.connection_errors = 0
+
+    @property
+    def resends(self) -> int:
+        """Requests resent at once because a pooled keep-alive connection closed unanswered.
+
+        RFC 9112 allows resending an idempotent request then; it is not counted as an
+        attempt or a retry, and happens only on connections reused from the pool.
+        """
+        return self._transport.resends
 
     @property
     def send_rate(self) -> float:
@@ -78,6 +90,7 @@ class ClientStats:
             "rate_limited": self.rate_limited,
             "server_errors": self.server_errors,
             "connection_errors": self.connection_errors,
+            "resends": self.resends,
             "cooldown_seconds": self.cooldown_seconds,
         }
 

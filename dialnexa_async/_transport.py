@@ -58,6 +58,8 @@ class AiohttpTransport:
     ) -> None:
         self._session = session
         self._owns_session = session is None
+        self.resends = 0
+        """Requests resent because a pooled connection was found closed before any answer."""
         self._max_connections = max_connections
         self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
 
@@ -149,6 +151,7 @@ class AiohttpTransport:
                 # 9.3.1). The dead connection is dropped, so this ends within the pool size.
                 if not trace.reused:
                     raise
+                self.resends += 1
 
     async def close(self) -> None:
         """Close the session if the transport created it."""
