@@ -18,6 +18,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Sequence,
     Sized,
 )
 from typing import Any
@@ -28,7 +29,7 @@ from ._errors import AuthenticationError, DialNexaError, PermissionDeniedError
 from ._models import Lead, LeadResult
 from ._stats import ClientStats
 
-__all__ = ["BulkProgress", "LeadIds", "ProgressCallback", "iter_results"]
+__all__ = ["BulkProgress", "LeadIds", "ProgressCallback", "collect_results", "iter_results"]
 
 LeadIds = Iterable[str] | AsyncIterable[str]
 """What the bulk calls accept: any iterable or async iterable of ids."""
@@ -204,6 +205,51 @@ async def iter_results(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def collect_results(
+    lead_ids: Sequence[str],
+    fetch: Callable[[str], Awaitable[Lead]],
+    *,
+    workers: int,
+    stats: ClientStats,
+    progress: ProgressCallback | None = None,
+) -> list[LeadResult]:
+    """Return one ``LeadResult`` per id of a sequence, in its order.
+
+    The workers write each result in place, so no consumer task has to be woken per result
+    as ``iter_results`` must.
+
+    Args:
+        lead_ids: the ids.
+        fetch: fetches one lead or raises a ``DialNexaError`` (``get_lead`` of the client).
+        workers: how many requests this run keeps in flight at most.
+        stats: the client's counters, for progress reports.
+        progress: called with a ``BulkProgress`` every ``PROGRESS_INTERVAL`` s and at the end.
+    """
+    total = len(lead_ids)
+    results: list[LeadResult | None] = [None] * total
+    run = _Run(fetch)
+    reporter = _Reporter(stats, total, progress) if progress is not None else None
+    positions = iter(range(total))  # shared by the workers: each position is taken once
+
+    async def worker() -> None:
+        for index in positions:
+            result = await run.result_for(lead_ids[index])
+            results[index] = result
+            if reporter is not None:
+                reporter.count(result)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(workers, total)))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if reporter is not None:
+        reporter.report()
+    return results  # type: ignore[return-value]  # every position was filled above
 
 
 class _Reporter:

@@ -10,7 +10,7 @@ from types import TracebackType
 import aiohttp
 
 from . import _constants as C
-from ._bulk import LeadIds, ProgressCallback, iter_results
+from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results
 from ._clock import Clock, SystemClock
 from ._converter import decode_lead
 from ._errors import DialNexaError, ResponseValidationError
@@ -189,19 +189,26 @@ class AsyncDialNexa:
                 default equal to, the client's ``max_concurrency``.
             progress: called with a ``BulkProgress`` about ten times a second and at the end.
         """
+        self._ensure_open()
         if isinstance(lead_ids, AsyncIterable):
             ids = [lead_id async for lead_id in lead_ids]
         else:
             ids = list(lead_ids)
         keys = [_dedup_key(lead_id) for lead_id in ids]
-        unique = list({key: lead_id for key, lead_id in zip(keys, ids, strict=True)}.values())
-        by_key: dict[object, LeadResult] = {}
-        async with contextlib.aclosing(
-            self.iter_leads(unique, concurrency=concurrency, progress=progress)
-        ) as results:
-            async for result in results:
-                by_key[_dedup_key(result.lead_id)] = result
-        return [by_key[key] for key in keys]
+        first_of: dict[Hashable, int] = {}
+        unique: list[str] = []
+        for key, lead_id in zip(keys, ids, strict=True):
+            if key not in first_of:
+                first_of[key] = len(unique)
+                unique.append(lead_id)
+        results = await collect_results(
+            unique,
+            self._fetch_for_bulk,
+            workers=self._workers(concurrency),
+            stats=self.stats,
+            progress=progress,
+        )
+        return [results[first_of[key]] for key in keys]
 
     async def iter_leads(
         self,
@@ -224,20 +231,25 @@ class AsyncDialNexa:
             progress: called with a ``BulkProgress`` about ten times a second and at the end.
         """
         self._ensure_open()
-        workers = self._max_concurrency if concurrency is None else concurrency
-        if not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
         async with contextlib.aclosing(
             iter_results(
                 lead_ids,
                 self._fetch_for_bulk,
-                workers=min(workers, self._max_concurrency),
+                workers=self._workers(concurrency),
                 stats=self.stats,
                 progress=progress,
             )
         ) as results:
             async for result in results:
                 yield result
+
+    def _workers(self, concurrency: int | None) -> int:
+        """A bulk call's worker count: its ``concurrency``, capped by the client's."""
+        if concurrency is None:
+            return self._max_concurrency
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        return min(concurrency, self._max_concurrency)
 
     async def _fetch_for_bulk(self, lead_id: str) -> Lead:
         """``get_lead`` for one id of a bulk run; a closed client is an error for that id."""
@@ -246,11 +258,23 @@ class AsyncDialNexa:
         return await self._fetch_lead(url)
 
     async def _fetch_lead(self, url: str) -> Lead:
-        """Fetch the lead at ``url`` under the retry policy."""
+        """Fetch the lead at ``url`` under the retry policy.
+
+        The first attempt runs before any tenacity object exists: building one costs more
+        than the whole rest of a successful call. When it fails, a fresh controller takes
+        over and is handed that first outcome, so every retry decision is still tenacity's.
+        """
+        try:
+            return await self._attempt(url, 1)
+        except DialNexaError as error:
+            first = error
         retrying = self._policy.new_retrying(self._clock.sleep, self.stats.on_retry)
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(url, attempt.retry_state.attempt_number)
+                number = attempt.retry_state.attempt_number
+                if number == 1:
+                    raise first
+                return await self._attempt(url, number)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(self, url: str, number: int) -> Lead:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from urllib.parse import quote
 
@@ -42,8 +43,14 @@ def _encodable(text: str) -> bool:
     return True
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
 def quote_segment(value: str) -> str:
     """Percent-encode ``value`` as one path segment: ``/``, ``?``, ``#`` and ``%`` included."""
+    # Real ids are unreserved characters only, which quote() would return unchanged.
+    if _UNRESERVED.fullmatch(value):
+        return value
     return quote(value, safe="")
 
 
