@@ -21,7 +21,7 @@ from ._sansio.classify import status_error
 from ._sansio.headers import RateLimitInfo
 from ._sansio.request import default_headers, lead_url, normalize_base_url, user_agent
 from ._stats import ClientStats
-from ._transport import AiohttpTransport, SSLOption
+from ._transport import AiohttpTransport, SSLOption, StaleConnection
 
 __all__ = ["AsyncDialNexa"]
 
@@ -111,7 +111,7 @@ class AsyncDialNexa:
         # its deadline (aiohttp counts that wait against the timeout).
         self._slots = self._rate.concurrency
         self._closed = False
-        self.stats = ClientStats(self._rate, self._transport)
+        self.stats = ClientStats(self._rate)
         """Cumulative counters of this client's traffic."""
 
     def __repr__(self) -> str:
@@ -285,9 +285,20 @@ class AsyncDialNexa:
             async with self._slots:
                 ticket = await rate.acquire()
                 stats.requests += 1
-                raw = await self._transport.get(
-                    url, self._headers, timeout=self._timeout, max_bytes=self._max_response_bytes
-                )
+                while True:
+                    try:
+                        raw = await self._transport.get(
+                            url,
+                            self._headers,
+                            timeout=self._timeout,
+                            max_bytes=self._max_response_bytes,
+                        )
+                        break
+                    except StaleConnection:
+                        # Resent at once, but as a new request in the sending order, so the
+                        # window budget counts every request the server may have seen.
+                        stats.resends += 1
+                        ticket = await rate.acquire()
         except DialNexaError as error:
             stats.record_failure(error)
             error.attempts = number

@@ -7,7 +7,6 @@ from tenacity import RetryCallState
 from ._errors import APIConnectionError, APIStatusError, DialNexaError
 from ._rate_control import ClientRateControl
 from ._retry import log_retry
-from ._transport import AiohttpTransport
 
 __all__ = ["ClientStats"]
 
@@ -21,35 +20,29 @@ class ClientStats:
         rate_limited: answers with status 429.
         server_errors: answers with a 5xx status.
         connection_errors: attempts that got no HTTP answer (timeouts included).
+        resends: requests resent at once because a pooled keep-alive connection had been
+            closed before any answer (RFC 9112 allows it for idempotent requests); each went
+            through rate control again but is not an attempt or a retry.
     """
 
     __slots__ = (
         "_rate",
-        "_transport",
         "connection_errors",
         "rate_limited",
         "requests",
+        "resends",
         "retries",
         "server_errors",
     )
 
-    def __init__(self, rate: ClientRateControl, transport: AiohttpTransport) -> None:
+    def __init__(self, rate: ClientRateControl) -> None:
         self._rate = rate
-        self._transport = transport
+        self.resends = 0
         self.requests = 0
         self.retries = 0
         self.rate_limited = 0
         self.server_errors = 0
         self.connection_errors = 0
-
-    @property
-    def resends(self) -> int:
-        """Requests resent at once because a pooled keep-alive connection closed unanswered.
-
-        RFC 9112 allows resending an idempotent request then; it is not counted as an
-        attempt or a retry, and happens only on connections reused from the pool.
-        """
-        return self._transport.resends
 
     @property
     def send_rate(self) -> float:

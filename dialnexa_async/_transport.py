@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - aiohttp depends on async-timeout below 3.11
     from async_timeout import timeout as _deadline  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["AiohttpTransport", "RawResponse"]
+__all__ = ["AiohttpTransport", "RawResponse", "StaleConnection"]
 
 SSLOption = ssl_module.SSLContext | bool | None
 
@@ -58,8 +58,6 @@ class AiohttpTransport:
     ) -> None:
         self._session = session
         self._owns_session = session is None
-        self.resends = 0
-        """Requests resent because a pooled connection was found closed before any answer."""
         self._max_connections = max_connections
         self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
 
@@ -131,27 +129,31 @@ class AiohttpTransport:
     async def _send(
         self, session: aiohttp.ClientSession, url: URL, headers: Mapping[str, str]
     ) -> aiohttp.ClientResponse:
-        """Send the request; resend it if a pooled connection turns out dead before any answer."""
-        while True:
-            pooled = _Pooled()
-            token = _POOLED.set(pooled)
-            try:
-                return await session.get(url, headers=headers, allow_redirects=False, ssl=self._ssl)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                # A keep-alive connection the server closed while it sat in the pool fails
-                # before any answer; an idempotent request may then be resent (RFC 9112
-                # 9.3.1). The dead connection is dropped, so this ends within the pool size.
-                if not pooled.reused:
-                    raise
-                self.resends += 1
-            finally:
-                _POOLED.reset(token)
+        """Send the request; a pooled connection dead before any answer is ``StaleConnection``."""
+        pooled = _Pooled()
+        token = _POOLED.set(pooled)
+        try:
+            return await session.get(url, headers=headers, allow_redirects=False, ssl=self._ssl)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if pooled.reused:
+                raise StaleConnection(f"pooled connection was closed: {exc}") from exc
+            raise
+        finally:
+            _POOLED.reset(token)
 
     async def close(self) -> None:
         """Close the session if the transport created it."""
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+
+class StaleConnection(APIConnectionError):
+    """A keep-alive connection from the pool had been closed; no answer came.
+
+    An idempotent request may then be resent at once (RFC 9112 9.3.1). The dead connection
+    is dropped from the pool, so resending ends within the pool's size.
+    """
 
 
 class _Pooled:
