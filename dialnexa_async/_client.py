@@ -105,7 +105,11 @@ class AsyncDialNexa:
             shared_pause=lambda: self._rate.paused_for,
         )
         self._transport = AiohttpTransport(
-            session=session, max_connections=max_concurrency, ssl=ssl
+            session=session,
+            max_connections=max_concurrency,
+            ssl=ssl,
+            timeout=self._timeout,
+            max_bytes=max_response_bytes,
         )
         # At or below the connector limit, so no request waits for a pooled connection inside
         # its deadline (aiohttp counts that wait against the timeout).
@@ -281,28 +285,28 @@ class AsyncDialNexa:
         """One attempt: wait for a slot and the pacing, send, and turn the answer into a lead."""
         stats = self.stats
         rate = self._rate
+        slots = self._slots
+        # Synchronous fast paths first: an unthrottled request costs no extra coroutine.
+        if not slots.try_acquire():
+            await slots.acquire()
         try:
-            async with self._slots:
-                ticket = await rate.acquire()
-                stats.requests += 1
-                while True:
-                    try:
-                        raw = await self._transport.get(
-                            url,
-                            self._headers,
-                            timeout=self._timeout,
-                            max_bytes=self._max_response_bytes,
-                        )
-                        break
-                    except StaleConnection:
-                        # Resent at once, but as a new request in the sending order, so the
-                        # window budget counts every request the server may have seen.
-                        stats.resends += 1
-                        ticket = await rate.acquire()
+            ticket = rate.try_acquire() or await rate.acquire()
+            stats.requests += 1
+            while True:
+                try:
+                    raw = await self._transport.get(url, self._headers)
+                    break
+                except StaleConnection:
+                    # Resent at once, but as a new request in the sending order, so the
+                    # window budget counts every request the server may have seen.
+                    stats.resends += 1
+                    ticket = rate.try_acquire() or await rate.acquire()
         except DialNexaError as error:
             stats.record_failure(error)
             error.attempts = number
             raise
+        finally:
+            slots.release()
         status = raw.status
         headers = raw.headers
         info = RateLimitInfo.from_headers(headers) if "x-ratelimit-remaining" in headers else None

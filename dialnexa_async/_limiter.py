@@ -37,10 +37,16 @@ class AdaptiveLimiter:
         """Slots currently held."""
         return self._in_flight
 
-    async def acquire(self) -> None:
-        """Wait for a slot."""
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody is queued for it."""
         if self._in_flight < self._limit and not self._waiters:
             self._in_flight += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for a slot."""
+        if self.try_acquire():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, NamedTuple
@@ -19,11 +18,6 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._errors import APIConnectionError, APITimeoutError, DialNexaError, ResponseTooLargeError
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _deadline
-else:  # pragma: no cover - aiohttp depends on async-timeout below 3.11
-    from async_timeout import timeout as _deadline  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["AiohttpTransport", "RawResponse", "StaleConnection"]
 
@@ -47,6 +41,8 @@ class AiohttpTransport:
         max_connections: the connector's limit for a session the transport creates.
         ssl: ``None`` for default verification, an ``SSLContext`` to customise it, ``False``
             to disable it (never do that against the real API).
+        timeout: the deadline of one whole request in seconds, body included.
+        max_bytes: the most body bytes a 2xx answer may have.
     """
 
     def __init__(
@@ -55,11 +51,19 @@ class AiohttpTransport:
         session: aiohttp.ClientSession | None,
         max_connections: int,
         ssl: SSLOption = None,
+        timeout: float = 30.0,
+        max_bytes: int = 1024 * 1024,
     ) -> None:
         self._session = session
         self._owns_session = session is None
         self._max_connections = max_connections
         self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
+        # aiohttp's total timeout runs from sending to the last body byte (the response
+        # reads under the same timer), so a trickling body cannot outlive it. It also counts
+        # waiting for a pooled connection: the client's slots keep that wait outside.
+        self._timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_bytes = max_bytes
 
     @property
     def owns_session(self) -> bool:
@@ -91,31 +95,26 @@ class AiohttpTransport:
             self._session = session
         return session
 
-    async def get(
-        self, url: str, headers: Mapping[str, str], *, timeout: float, max_bytes: int
-    ) -> RawResponse:
-        """Send one GET and read the whole answer within ``timeout`` seconds.
+    async def get(self, url: str, headers: Mapping[str, str]) -> RawResponse:
+        """Send one GET and read the whole answer within the timeout.
 
         Args:
             url: the already percent-encoded URL; it is not re-normalised.
             headers: the request headers.
-            timeout: the deadline for the whole attempt, body included.
-            max_bytes: the most body bytes to accept.
         """
         session = self.session()
         failure: APIConnectionError
         try:
-            async with _deadline(timeout):
-                response = await self._send(session, URL(url, encoded=True), headers)
-                async with response:
-                    body = await _read_capped(response, max_bytes)
-                    return RawResponse(response.status, response.headers, body)
+            response = await self._send(session, URL(url, encoded=True), headers)
+            async with response:
+                body = await _read_capped(response, self._max_bytes)
+                return RawResponse(response.status, response.headers, body)
         except DialNexaError:
             raise
         except aiohttp.ServerTimeoutError as exc:
             failure = APITimeoutError(f"request timed out: {exc}")
         except asyncio.TimeoutError:
-            failure = APITimeoutError(f"request took longer than {timeout:g}s")
+            failure = APITimeoutError(f"request took longer than {self._timeout:g}s")
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             failure = APIConnectionError(f"TLS failure: {exc}", retryable=False)
         except aiohttp.ClientResponseError as exc:
@@ -133,7 +132,13 @@ class AiohttpTransport:
         pooled = _Pooled()
         token = _POOLED.set(pooled)
         try:
-            return await session.get(url, headers=headers, allow_redirects=False, ssl=self._ssl)
+            return await session.get(
+                url,
+                headers=headers,
+                allow_redirects=False,
+                ssl=self._ssl,
+                timeout=self._client_timeout,
+            )
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
             if pooled.reused:
                 raise StaleConnection(f"pooled connection was closed: {exc}") from exc
