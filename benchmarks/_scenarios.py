@@ -1,0 +1,169 @@
+"""The scenarios: what the server does, how many leads, which contenders, and the targets."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+__all__ = [
+    "API_KEY",
+    "BASELINE",
+    "CONTENDERS",
+    "MAX_TRIES",
+    "MEMORY_SIZES",
+    "MEMORY_SIZES_MILLION",
+    "MEMORY_SIZES_QUICK",
+    "SCENARIOS",
+    "Scenario",
+    "lead_id",
+]
+
+API_KEY = "sk_test"
+"""The simulator's default key; every contender sends it."""
+
+BASELINE = "aiohttp"
+"""Ratios are taken against this contender's median."""
+
+CONTENDERS = ("sdk", "sdk-iter", "aiohttp", "httpx", "quick-sdk")
+"""Every contender, in the order rounds run them and tables list them."""
+
+MAX_TRIES = 10
+"""Attempts per lead every contender gets in the rate-limit scenarios (the SDK: 9 retries)."""
+
+MEMORY_SIZES = (10_000, 100_000)
+"""Ids ``iter_leads`` walks in the memory scenario of a default run."""
+
+MEMORY_SIZES_QUICK = (5_000, 20_000)
+"""The same for ``--quick``."""
+
+MEMORY_SIZES_MILLION = (10_000, 100_000, 1_000_000)
+"""The same with ``--with-million``."""
+
+Kind = Literal["throughput", "ratelimit", "memory"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One server set-up and the runs made against it.
+
+    Args:
+        name: short key used on the command line and in the results.
+        title: one line for tables and the chart.
+        kind: ``throughput`` (leads/s), ``ratelimit`` (goodput and 429s), ``memory`` (RSS).
+        n: leads per run in a default run.
+        quick_n: leads per run with ``--quick``.
+        concurrency: requests in flight per contender.
+        server_flags: flags for ``python -m dialnexa_async.testing`` beyond port and ids.
+        contenders: who runs here.
+        max_rounds: caps ``--rounds`` for a scenario whose runs are long by nature.
+        quick_max_rounds: the same cap with ``--quick``.
+        rate_limit: the server's requests per window, for goodput.
+        rate_window: the window length in seconds.
+        caps: ``(contender, n, quick_n)`` for contenders too slow to run the full count in a
+            reasonable time; leads/s is a rate, so a shorter run measures the same thing.
+    """
+
+    name: str
+    title: str
+    kind: Kind
+    n: int
+    quick_n: int
+    concurrency: int = 64
+    server_flags: tuple[str, ...] = ()
+    contenders: tuple[str, ...] = CONTENDERS
+    max_rounds: int | None = None
+    quick_max_rounds: int | None = None
+    rate_limit: int | None = None
+    rate_window: float = 1.0
+    caps: tuple[tuple[str, int, int], ...] = ()
+
+    def n_for(self, contender: str, *, quick: bool) -> int:
+        """Leads per run for ``contender``: a slow contender is capped so rounds stay short."""
+        n = self.quick_n if quick else self.n
+        for name, cap, quick_cap in self.caps:
+            if name == contender:
+                n = min(n, quick_cap if quick else cap)
+        return n
+
+    @property
+    def retries(self) -> bool:
+        """Whether the raw clients need their retry loop here."""
+        return self.kind == "ratelimit"
+
+
+_RATE = 300
+_RATE_FLAGS = ("--rate-limit", str(_RATE), "--rate-window", "1")
+_RATE_CONTENDERS = ("sdk", "aiohttp", "httpx", "quick-sdk")
+# httpx runs at a few hundred leads/s here (its pool's cost grows with the connection count).
+_HTTPX_CAP = (("httpx", 1_000, 300),)
+_HTTPX_RATE_CAP = (("httpx", 1_500, 600),)
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="a",
+            title="(a) no added latency, c=64: client overhead",
+            kind="throughput",
+            n=20_000,
+            quick_n=3_000,
+            caps=_HTTPX_CAP,
+        ),
+        Scenario(
+            name="b",
+            title="(b) 20 ms server latency, c=64: latency-bound",
+            kind="throughput",
+            n=5_000,
+            quick_n=1_500,
+            server_flags=("--latency", "0.02"),
+            caps=_HTTPX_CAP,
+        ),
+        Scenario(
+            name="c-retry-after",
+            title="(c1) 300 req/s window, 429 + Retry-After + x-ratelimit-*",
+            kind="ratelimit",
+            n=3_000,
+            quick_n=600,
+            server_flags=_RATE_FLAGS,
+            contenders=_RATE_CONTENDERS,
+            max_rounds=3,
+            quick_max_rounds=1,
+            rate_limit=_RATE,
+            caps=_HTTPX_RATE_CAP,
+        ),
+        Scenario(
+            name="c-bare",
+            title="(c2) 300 req/s window, bare 429: no Retry-After, no headers, HTML body",
+            kind="ratelimit",
+            n=3_000,
+            quick_n=600,
+            server_flags=(
+                *_RATE_FLAGS,
+                "--no-retry-after",
+                "--no-rate-limit-headers",
+                "--rate-limit-body",
+                "html",
+            ),
+            contenders=_RATE_CONTENDERS,
+            max_rounds=3,
+            quick_max_rounds=1,
+            rate_limit=_RATE,
+            caps=_HTTPX_RATE_CAP,
+        ),
+        Scenario(
+            name="d",
+            title="(d) iter_leads over many ids: peak RSS",
+            kind="memory",
+            n=MEMORY_SIZES[-1],
+            quick_n=MEMORY_SIZES_QUICK[-1],
+            contenders=("sdk-iter",),
+            max_rounds=1,
+        ),
+    )
+}
+"""Every scenario by name; the micro benchmark (e) is separate (``_micro``)."""
+
+
+def lead_id(index: int) -> str:
+    """The id of the ``index``-th lead of a run: unique, and valid for the simulator."""
+    return f"lead_{index:08d}"

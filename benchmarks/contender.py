@@ -1,0 +1,183 @@
+"""One contender run in this process, reported as one JSON line on stdout.
+
+``python -m benchmarks.contender NAME --scenario S --base-url URL --n N --concurrency C``
+
+The clock and CPU counters start just before the client or session is created and stop once
+it is closed with every result in hand; checking the results happens after that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._contenders import REGISTRY, Run, Tally, Verify
+from ._scenarios import SCENARIOS
+
+
+def _maxrss_mb() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _gc_collections() -> int:
+    return sum(stat["collections"] for stat in gc.get_stats())
+
+
+async def _timed(name: str, run: Run, tally: Tally) -> tuple[Verify, float, float, int]:
+    contender = REGISTRY[name].run
+    gc_before = _gc_collections()
+    cpu_before = _cpu_seconds()
+    started = time.perf_counter()
+    verify = await contender(run, tally)
+    elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
+    return verify, elapsed, cpu, _gc_collections() - gc_before
+
+
+def measure(name: str, scenario: str, run: Run, profile: Path | None = None) -> dict[str, Any]:
+    """Run one contender once and describe the run as a JSON-ready dict."""
+    REGISTRY[name].load()
+    start_rss = _maxrss_mb()
+    tally = Tally()
+    profiler = None
+    if profile is not None:
+        from pyinstrument import Profiler
+
+        # "disabled" samples whatever runs on the thread: every task and the loop itself.
+        profiler = Profiler(async_mode="disabled")
+        profiler.start()
+    verify, elapsed, cpu, collections = asyncio.run(_timed(name, run, tally))
+    if profiler is not None and profile is not None:
+        profiler.stop()
+        _write_profile(profiler, profile)
+    check = verify()
+    return {
+        "contender": name,
+        "scenario": scenario,
+        "n": run.n,
+        "concurrency": run.concurrency,
+        "elapsed": elapsed,
+        "leads_per_s": check.ok / elapsed if elapsed > 0 else 0.0,
+        "ok": check.ok,
+        "failed": check.failed,
+        "mismatched": check.mismatched,
+        "missing": check.missing,
+        "passed": check.passed,
+        "intact": check.intact,
+        "errors": check.errors,
+        "requests": tally.requests,
+        "rate_limited": tally.rate_limited,
+        "cpu_s": cpu,
+        "cpu_us_per_lead": cpu / run.n * 1e6 if run.n else 0.0,
+        "gc_collections": collections,
+        "start_rss_mb": start_rss,
+        "peak_rss_mb": _maxrss_mb(),
+        "profiled": profile is not None,
+    }
+
+
+def _write_profile(profiler: Any, prefix: Path) -> None:
+    from pyinstrument.renderers import ConsoleRenderer
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    prefix.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
+    tree = profiler.output(ConsoleRenderer(unicode=True, color=False, show_all=False))
+    prefix.with_suffix(".txt").write_text(tree, encoding="utf-8")
+    flat = profiler.output(ConsoleRenderer(unicode=True, color=False, flat=True))
+    prefix.with_name(prefix.name + "-flat.txt").write_text(flat, encoding="utf-8")
+    top = _heaviest(profiler.last_session.root_frame())
+    prefix.with_name(prefix.name + "-top.txt").write_text(top, encoding="utf-8")
+
+
+SDK_CODE = ("dialnexa_async/", "tenacity/", "cattrs", "attr/", "attrs/")
+"""Paths of the code the SDK adds over raw aiohttp, for the profile's SDK-only list."""
+
+
+def _heaviest(root: Any, count: int = 25, sdk_count: int = 15) -> str:
+    """Self time by package, the ``count`` heaviest functions, and the heaviest SDK ones.
+
+    Self time is the time a function's own code ran, callees excluded (pyinstrument's
+    ``[self]`` leaves), summed over every call site.
+    """
+    by_function: dict[tuple[str, str, int], float] = {}
+    by_package: dict[str, float] = {}
+    stack = [root]
+    while stack:
+        frame = stack.pop()
+        own = sum(child.time for child in frame.children if child.is_synthetic_leaf)
+        stack.extend(child for child in frame.children if not child.is_synthetic_leaf)
+        if own <= 0:
+            continue
+        path = frame.file_path_short or "?"
+        key = (frame.function or "?", path, frame.line_no or 0)
+        by_function[key] = by_function.get(key, 0.0) + own
+        package = "cattrs (generated)" if "cattrs generated" in path else path.split("/", 1)[0]
+        by_package[package] = by_package.get(package, 0.0) + own
+    total = sum(by_package.values()) or 1.0
+    lines = [f"Self time by package ({total:.3f} s sampled):"]
+    for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {seconds:7.3f} s {seconds / total:6.1%}  {package}")
+    ranked = sorted(by_function.items(), key=lambda kv: -kv[1])
+    lines += ["", f"The {count} heaviest functions by self time:"]
+    for (function, path, line), seconds in ranked[:count]:
+        lines.append(f"  {seconds:7.3f} s {seconds / total:6.1%}  {function}  {path}:{line}")
+    sdk = [item for item in ranked if any(part in item[0][1] for part in SDK_CODE)]
+    lines += [
+        "",
+        f"The {sdk_count} heaviest in SDK code (dialnexa_async, tenacity, attrs, cattrs):",
+    ]
+    for (function, path, line), seconds in sdk[:sdk_count]:
+        lines.append(f"  {seconds:7.3f} s {seconds / total:6.1%}  {function}  {path}:{line}")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The contender command line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.contender")
+    parser.add_argument("name", choices=sorted(REGISTRY))
+    parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="write a pyinstrument profile to PREFIX.*"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the flags, run once, print the JSON line; exit 1 if the check failed.
+
+    Under a rate limit, ids a client gave up on are an outcome, not a failure of the run.
+    """
+    ns = build_parser().parse_args(argv)
+    scenario = SCENARIOS[ns.scenario]
+    run = Run.build(
+        ns.base_url.rstrip("/"),
+        ns.n,
+        ns.concurrency,
+        retries=scenario.retries,
+        streaming=scenario.kind == "memory",
+    )
+    result = measure(ns.name, ns.scenario, run, ns.profile)
+    print(json.dumps(result), flush=True)
+    ok = result["intact"] if scenario.kind == "ratelimit" else result["passed"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
