@@ -103,48 +103,46 @@ class AiohttpTransport:
             headers: the request headers.
         """
         session = self.session()
+        # The connector marks this request if it gets a pooled connection. Every request
+        # sets a fresh marker first, so a marker left in the task's context is never read.
+        pooled = _Pooled()
+        _POOLED.set(pooled)
+        response: aiohttp.ClientResponse | None = None
         failure: APIConnectionError
         try:
-            response = await self._send(session, URL(url, encoded=True), headers)
-            async with response:
-                body = await _read_capped(response, self._max_bytes)
-                return RawResponse(response.status, response.headers, body)
-        except DialNexaError:
-            raise
-        except aiohttp.ServerTimeoutError as exc:
-            failure = APITimeoutError(f"request timed out: {exc}")
-        except asyncio.TimeoutError:
-            failure = APITimeoutError(f"request took longer than {self._timeout:g}s")
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
-            failure = APIConnectionError(f"TLS failure: {exc}", retryable=False)
-        except aiohttp.ClientResponseError as exc:
-            failure = APIConnectionError(f"invalid HTTP answer: {exc.message}")
-        except (aiohttp.ClientError, OSError) as exc:
-            raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
-        # Raised outside the handlers: ``from None`` still keeps aiohttp's exception as
-        # ``__context__``, and a ClientResponseError's repr shows the request headers.
-        raise failure
-
-    async def _send(
-        self, session: aiohttp.ClientSession, url: URL, headers: Mapping[str, str]
-    ) -> aiohttp.ClientResponse:
-        """Send the request; a pooled connection dead before any answer is ``StaleConnection``."""
-        pooled = _Pooled()
-        token = _POOLED.set(pooled)
-        try:
-            return await session.get(
-                url,
+            response = await session.get(
+                URL(url, encoded=True),
                 headers=headers,
                 allow_redirects=False,
                 ssl=self._ssl,
                 timeout=self._client_timeout,
             )
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            if pooled.reused:
-                raise StaleConnection(f"pooled connection was closed: {exc}") from exc
+            async with response:
+                body = await _read_capped(response, self._max_bytes)
+                return RawResponse(response.status, response.headers, body)
+        except DialNexaError:
             raise
-        finally:
-            _POOLED.reset(token)
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            failure = APIConnectionError(f"TLS failure: {exc}", retryable=False)
+        except aiohttp.ServerTimeoutError as exc:
+            failure = APITimeoutError(f"request timed out: {exc}")
+        except asyncio.TimeoutError:
+            failure = APITimeoutError(f"request took longer than {self._timeout:g}s")
+        except aiohttp.ClientResponseError as exc:
+            failure = APIConnectionError(f"invalid HTTP answer: {exc.message}")
+        except (aiohttp.ClientError, OSError) as exc:
+            if (
+                pooled.reused
+                and response is None
+                and isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError))
+            ):
+                # A keep-alive connection the server closed while it sat in the pool; no
+                # answer came, so the request may be resent at once (RFC 9112 9.3.1).
+                raise StaleConnection(f"pooled connection was closed: {exc}") from exc
+            raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+        # Raised outside the handlers: ``from None`` still keeps aiohttp's exception as
+        # ``__context__``, and a ClientResponseError's repr shows the request headers.
+        raise failure
 
     async def close(self) -> None:
         """Close the session if the transport created it."""
