@@ -62,8 +62,8 @@ async def test_2000_calls_through_faults_and_a_300_per_second_window(
 ) -> None:
     """64 tasks fetch 2,000 leads through 10% 503s, 2% resets and a 300 req/s window: all succeed.
 
-    The 429s the simulator sends stay a small share of all requests because one 429 pauses
-    the whole client rather than each task discovering the limit on its own.
+    The 429s the simulator sends stay a small share of all requests because the client paces
+    itself from the x-ratelimit-* headers rather than each task discovering the limit alone.
     """
     caplog.set_level(logging.WARNING, logger="dialnexa_async")
     ids = [f"lead_{i}" for i in range(2000)]
@@ -99,4 +99,5 @@ async def test_2000_calls_through_faults_and_a_300_per_second_window(
         )
         assert stats.by_status[503] > 100
         assert stats.resets > 10
-        assert share_429 < 0.10
+        # Measured: 0 429s in about 2,300 requests; the window budget keeps the client under.
+        assert share_429 <= 0.02
