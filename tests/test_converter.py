@@ -29,18 +29,11 @@ from dialnexa_async._converter import (
 from dialnexa_async._errors import ResponseValidationError
 from dialnexa_async._models import Lead, LeadStatus
 
+from .conftest import LEAD_BODY
+
 UTC = timezone.utc
 
-SCHEMA_FORM: dict[str, Any] = {
-    "id": "lead_abc123",
-    "name": "Priya Sharma",
-    "phone_number": "+919876543210",
-    "campaign_id": "cmp_xyz789",
-    "status": "completed",
-    "notes": {"loan_amount": "250000", "product": "home_loan"},
-    "call_log_id": "log_abc123",
-    "created_at": "2024-03-01T10:00:00.000Z",
-}
+SCHEMA_FORM: dict[str, Any] = LEAD_BODY  # the schema form of the seed page
 
 EXAMPLE_FORM: dict[str, Any] = {
     "id": "lead_m4b7zx9nq2pw",
