@@ -91,7 +91,6 @@ class AsyncDialNexa:
         self._headers = default_headers(key, user_agent(aiohttp.__version__))
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency
-        self._max_response_bytes = max_response_bytes
         self._clock: Clock = clock or SystemClock()
         self._rate = ClientRateControl(
             self._clock,

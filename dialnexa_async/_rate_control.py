@@ -136,7 +136,6 @@ class ClientRateControl:
         max_concurrency: int = 64,
     ) -> None:
         self._clock = clock
-        self.clock = clock
         self._ceiling = rate_limit
         self._pacer = Pacer(rate_limit) if rate_limit is not None else None
         self._max_wait = max_wait
@@ -156,6 +155,10 @@ class ClientRateControl:
         """How many times an answer paused the whole client."""
         self.cooldown_seconds = 0.0
         """Total seconds the client spent paused (measured on the timeline, not per task)."""
+
+    def send_rate(self) -> float:
+        """Requests sent per second over the last second."""
+        return self.meter.rate(self._clock.monotonic())
 
     @property
     def send_rate_cap(self) -> float | None:

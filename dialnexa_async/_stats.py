@@ -47,8 +47,7 @@ class ClientStats:
     @property
     def send_rate(self) -> float:
         """Requests sent per second over the last second."""
-        rate = self._rate
-        return rate.meter.rate(rate.clock.monotonic())
+        return self._rate.send_rate()
 
     @property
     def concurrency_limit(self) -> int:

@@ -17,6 +17,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from ._constants import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
 from ._errors import APIConnectionError, APITimeoutError, DialNexaError, ResponseTooLargeError
 
 __all__ = ["AiohttpTransport", "RawResponse", "StaleConnection"]
@@ -51,8 +52,8 @@ class AiohttpTransport:
         session: aiohttp.ClientSession | None,
         max_connections: int,
         ssl: SSLOption = None,
-        timeout: float = 30.0,
-        max_bytes: int = 1024 * 1024,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._session = session
         self._owns_session = session is None
@@ -64,11 +65,6 @@ class AiohttpTransport:
         self._timeout = timeout
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_bytes = max_bytes
-
-    @property
-    def owns_session(self) -> bool:
-        """Whether ``close()`` closes the session."""
-        return self._owns_session
 
     def session(self) -> aiohttp.ClientSession:
         """The session, created on first use so it binds to the running loop."""
