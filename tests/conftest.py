@@ -31,7 +31,7 @@ class _CompatClientResponse(ClientResponse):
 
 
 _NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(ClientResponse.__init__).parameters
-aioresponses_core.ClientResponse = _CompatClientResponse  # type: ignore[misc]
+aioresponses_core.ClientResponse = _CompatClientResponse  # type: ignore[attr-defined]
 
 API_KEY = "key_test:s3cr3t-never-print-me"
 BASE_URL = "https://api.dialnexa.test/v1"

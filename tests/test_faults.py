@@ -21,6 +21,7 @@ import pytest
 
 import dialnexa_async as dnx
 from dialnexa_async._constants import BACKOFF_INITIAL, MAX_SERVER_DELAY
+from dialnexa_async._transport import RECV_SIZE, _task_marker
 from tests.hostile import (
     LEAD,
     LEAD_BODY,
@@ -619,3 +620,46 @@ async def test_bad_id_raises_before_any_request(guard: Guard, lead_id: Any, mess
         assert client.stats.requests == 0
     assert server.total == 0
     assert server.connections == 0
+
+
+async def test_connections_read_in_heap_sized_pieces_and_large_bodies_still_arrive(
+    guard: Guard,
+) -> None:
+    """The client's own connections ask for ``RECV_SIZE`` bytes per read (not asyncio's
+    256 KiB, which costs an mmap per read), and a body several reads long arrives whole."""
+    padding = "x" * (3 * RECV_SIZE + 123)
+    body = json.dumps({**LEAD, "notes": {"padding": padding}}).encode()
+    async with (
+        guard.server(reply(body=body)) as server,
+        guard.client(server, max_response_bytes=len(body)) as client,
+    ):
+        lead = await client.get_lead("lead_1")
+        assert lead.notes == {"padding": padding}
+        connector = client._transport.session().connector
+        assert connector is not None
+        transports = [proto.transport for proto, _ in _pooled_protocols(connector)]
+        assert transports
+        assert all(transport.max_size == RECV_SIZE for transport in transports)
+
+
+def _pooled_protocols(connector: Any) -> list[tuple[Any, float]]:
+    """The (protocol, released-at) pairs the connector keeps for reuse."""
+    return [item for queue in connector._conns.values() for item in queue]
+
+
+async def test_each_task_has_its_own_pooled_connection_marker() -> None:
+    """The marker that says whether a request got a pooled connection is one per task:
+    reused (and cleared) by that task's next request, never shared with a child task that
+    inherited its context."""
+    first = _task_marker()
+    first.reused = True
+    again = _task_marker()
+    assert again is first
+    assert again.reused is False
+
+    async def child() -> Any:
+        return _task_marker()
+
+    inherited = await asyncio.create_task(child())
+    assert inherited is not first
+    assert _task_marker() is first
