@@ -171,7 +171,7 @@ class AsyncDialNexa:
         """
         url = lead_url(self._base_url, lead_id)
         self._ensure_open()
-        return await self._fetch_lead(url)
+        return await self._attempt(url)
 
     async def get_leads(
         self,
@@ -262,19 +262,74 @@ class AsyncDialNexa:
         """
         url = lead_url(self._base_url, lead_id)
         self._ensure_open()
-        return self._fetch_lead(url)
+        return self._attempt(url)
 
-    async def _fetch_lead(self, url: str) -> Lead:
-        """Fetch the lead at ``url`` under the retry policy.
+    async def _attempt(self, url: str, number: int = 1) -> Lead:
+        """One attempt: wait for a slot and the pacing, send, and turn the answer into a lead.
 
-        The first attempt runs before any tenacity object exists: building one costs more
-        than the whole rest of a successful call. When it fails, a fresh controller takes
-        over and is handed that first outcome, so every retry decision is still tenacity's.
+        The first attempt of a call runs before any tenacity object exists: building one
+        costs more than the whole rest of a successful call. When it fails, ``_retry`` hands
+        that outcome to a fresh controller, so every retry decision is still tenacity's.
+        Later attempts, which ``_retry`` makes, raise their failure to it.
         """
+        stats = self.stats
+        rate = self._rate
+        slots = self._slots
         try:
-            return await self._attempt(url, 1)
+            # Synchronous fast paths first: an unthrottled request costs no extra coroutine.
+            if not slots.try_acquire():
+                await slots.acquire()
+            try:
+                ticket = rate.try_acquire() or await rate.acquire()
+                stats.requests += 1
+                while True:
+                    try:
+                        raw = await self._transport.get(url, self._headers)
+                        break
+                    except StaleConnection:
+                        # Resent at once, but as a new request in the sending order, so the
+                        # window budget counts every request the server may have seen.
+                        stats.resends += 1
+                        ticket = rate.try_acquire() or await rate.acquire()
+            except DialNexaError as error:
+                stats.record_failure(error)
+                error.attempts = number
+                raise
+            finally:
+                slots.release()
+            status = raw.status
+            headers = raw.headers
+            if "x-ratelimit-remaining" in headers:
+                info: RateLimitInfo | None = RateLimitInfo.from_headers(headers)
+            else:
+                info = None
+            if 200 <= status < 300:
+                if info is None:
+                    rate.observe_success(ticket)
+                else:
+                    rate.observe(Answer(status, info, None), ticket)
+                self._policy.budget.deposit()
+                try:
+                    return decode_lead(raw.body)
+                except ResponseValidationError as error:
+                    error.status_code = status
+                    error.request_id = headers.get("x-request-id")
+                    error.attempts = number
+                    raise
+            failure = status_error(
+                status, headers, raw.body, now=self._clock.time(), attempts=number
+            )
+            rate.observe(Answer(status, info, failure.retry_after), ticket)
+            stats.record_failure(failure)
+            raise failure
         except DialNexaError as error:
+            if number > 1:
+                raise
             first = error
+        return await self._retry(url, first)
+
+    async def _retry(self, url: str, first: DialNexaError) -> Lead:
+        """Carry on after a failed first attempt, under the retry policy."""
         retrying = self._policy.new_retrying(self._clock.sleep, self.stats.on_retry)
         async for attempt in retrying:
             with attempt:
@@ -283,50 +338,6 @@ class AsyncDialNexa:
                     raise first
                 return await self._attempt(url, number)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    async def _attempt(self, url: str, number: int) -> Lead:
-        """One attempt: wait for a slot and the pacing, send, and turn the answer into a lead."""
-        stats = self.stats
-        rate = self._rate
-        slots = self._slots
-        # Synchronous fast paths first: an unthrottled request costs no extra coroutine.
-        if not slots.try_acquire():
-            await slots.acquire()
-        try:
-            ticket = rate.try_acquire() or await rate.acquire()
-            stats.requests += 1
-            while True:
-                try:
-                    raw = await self._transport.get(url, self._headers)
-                    break
-                except StaleConnection:
-                    # Resent at once, but as a new request in the sending order, so the
-                    # window budget counts every request the server may have seen.
-                    stats.resends += 1
-                    ticket = rate.try_acquire() or await rate.acquire()
-        except DialNexaError as error:
-            stats.record_failure(error)
-            error.attempts = number
-            raise
-        finally:
-            slots.release()
-        status = raw.status
-        headers = raw.headers
-        info = RateLimitInfo.from_headers(headers) if "x-ratelimit-remaining" in headers else None
-        if 200 <= status < 300:
-            rate.observe(Answer(status, info, None), ticket)
-            self._policy.budget.deposit()
-            try:
-                return decode_lead(raw.body)
-            except ResponseValidationError as error:
-                error.status_code = status
-                error.request_id = headers.get("x-request-id")
-                error.attempts = number
-                raise
-        failure = status_error(status, headers, raw.body, now=self._clock.time(), attempts=number)
-        rate.observe(Answer(status, info, failure.retry_after), ticket)
-        stats.record_failure(failure)
-        raise failure
 
 
 def _dedup_key(lead_id: object) -> Hashable:

@@ -20,10 +20,12 @@ any input.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import math
 import re
 import reprlib
+import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
@@ -48,8 +50,32 @@ __all__ = [
 
 _UTC = timezone.utc
 
-# The exact form the API documents; matched first because nearly every lead uses it.
-_FAST_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_API_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+"""The exact form the API documents."""
+
+
+if sys.version_info >= (3, 11):
+
+    def _from_api_form(value: str) -> datetime:
+        """Parse a string shaped like ``2024-03-01T10:00:00.000Z``, or raise ``ValueError``.
+
+        Python 3.11's ``fromisoformat`` reads this form whole, ``Z`` included, and checks
+        every digit, in a tenth of the time of a regular expression.
+        """
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is not _UTC:  # pragma: no cover - "Z" always gives timezone.utc
+            parsed = parsed.astimezone(_UTC)
+        return parsed
+
+else:  # pragma: no cover - Python 3.10's fromisoformat refuses "Z"
+
+    def _from_api_form(value: str) -> datetime:
+        """Parse a string shaped like ``2024-03-01T10:00:00.000Z``, or raise ``ValueError``."""
+        if not _API_FORM.fullmatch(value):
+            raise ValueError(value)
+        return datetime.fromisoformat(value[:23]).replace(tzinfo=_UTC)
+
+
 _TIMESTAMP = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:[.,]([0-9]+))?"
@@ -60,6 +86,9 @@ _TIMESTAMP = re.compile(
 _QUOTE = reprlib.Repr()
 _QUOTE.maxstring = 80
 _MAX_BODY_TEXT = 2048
+
+_STR_REPEATED = itertools.repeat(str)
+"""The second argument of ``isinstance`` for every key, checked at C speed by ``map``."""
 
 _STATUS_BY_VALUE: Mapping[str, LeadStatus] = {status.value: status for status in LeadStatus}
 
@@ -82,8 +111,9 @@ def parse_timestamp(value: object) -> datetime:
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO 8601 timestamp string, got {_kind(value)}")
     try:
-        if _FAST_TIMESTAMP.fullmatch(value):
-            return datetime.fromisoformat(value[:23]).replace(tzinfo=_UTC)
+        if len(value) == 24 and value[23] == "Z" and value[10] == "T" and value[19] == ".":
+            # The documented form, ``2024-03-01T10:00:00.000Z``: nearly every lead.
+            return _from_api_form(value)
         match = _TIMESTAMP.fullmatch(value)
         if match is not None:
             return _timestamp_from_match(match)
@@ -149,7 +179,7 @@ def _structure_json_object(value: object, _: object = None) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, dict):
-        if all(isinstance(key, str) for key in value):
+        if all(map(isinstance, value, _STR_REPEATED)):
             return dict(value)
         raise TypeError("expected a JSON object, got a dict with non-string keys")
     raise TypeError(f"expected a JSON object or null, got {_kind(value)}")

@@ -35,6 +35,8 @@ class LeadStatus(str, enum.Enum):
 
 def _to_utc(value: datetime) -> datetime:
     """Return ``value`` in UTC, refusing a naive datetime whose zone would be a guess."""
+    if value.__class__ is datetime and value.tzinfo is timezone.utc:
+        return value  # what the converter gives: no call needed
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise ValueError(f"created_at must be a timezone-aware datetime, got {value!r}")
     if value.tzinfo is timezone.utc:

@@ -239,6 +239,13 @@ class ClientRateControl:
             self._apply_rate()
         self.concurrency.increase()
 
+    def observe_success(self, ticket: Ticket) -> None:
+        """``observe`` for a 2xx without rate-limit headers (the common case), no ``Answer``."""
+        if self._in_episode or self.adaptive.rate is not None:
+            self.observe(Answer(200, None, None), ticket)
+        else:
+            self.concurrency.increase()
+
     def _track_window(self, info: RateLimitInfo, ticket: Ticket, now: float) -> None:
         remaining, reset = info.remaining, info.reset
         assert remaining is not None

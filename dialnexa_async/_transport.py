@@ -122,7 +122,15 @@ class AiohttpTransport:
                 timeout=self._client_timeout,
             )
             async with response:
-                body = await _read_capped(response, self._max_bytes)
+                length = response.content_length
+                if (
+                    length is not None
+                    and length <= self._max_bytes
+                    and "content-encoding" not in response.headers
+                ):
+                    body = await response.read()  # the common case, inline
+                else:
+                    body = await _read_capped(response, self._max_bytes)
                 return RawResponse(response.status, response.headers, body)
         except DialNexaError:
             raise
