@@ -88,7 +88,6 @@ class AsyncDialNexa:
         self._base_url = normalize_base_url(
             base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
         )
-        self._headers = default_headers(key, user_agent(aiohttp.__version__))
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency
         self._clock: Clock = clock or SystemClock()
@@ -105,6 +104,7 @@ class AsyncDialNexa:
         )
         self._transport = AiohttpTransport(
             session=session,
+            headers=default_headers(key, user_agent(aiohttp.__version__)),
             max_connections=max_concurrency,
             ssl=ssl,
             timeout=self._timeout,
@@ -284,7 +284,7 @@ class AsyncDialNexa:
                 stats.requests += 1
                 while True:
                     try:
-                        raw = await self._transport.get(url, self._headers)
+                        raw = await self._transport.get(url)
                         break
                     except StaleConnection:
                         # Resent at once, but as a new request in the sending order, so the

@@ -388,6 +388,9 @@ async def test_external_session_is_used_and_never_closed(mock_api: aioresponses)
             await c.get_lead("lead_abc123")
         assert not session.closed
     assert request_count(mock_api) == 1
+    ((_, calls),) = mock_api.requests.items()
+    assert calls[0].kwargs["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    assert calls[0].kwargs["headers"]["User-Agent"].startswith("dialnexa-async/")
 
 
 async def test_session_is_created_lazily_inside_the_loop() -> None:

@@ -167,7 +167,7 @@ async def test_iter_leads_memory_stays_flat_from_100k_to_1m_ids(
     the stub runs about 7,500 ids/s under tracemalloc, so 1M takes about 2 minutes.
     """
 
-    async def canned(url: str, headers: Mapping[str, str]) -> RawResponse:
+    async def canned(url: str) -> RawResponse:
         return RawResponse(200, _STUB_HEADERS, _STUB_BODY)
 
     async with dnx.AsyncDialNexa(api_key=KEY, base_url="http://127.0.0.1:9/v1") as client:
