@@ -57,6 +57,11 @@ class SendRateMeter:
         self._current = 0
         self._bucket_start = now
 
+    @property
+    def first(self) -> float:
+        """When the first send was recorded (infinity before any)."""
+        return self._first
+
     def count(self, now: float) -> int:
         """Sends in the last second."""
         if now - self._bucket_start >= self._BUCKET:
@@ -95,6 +100,10 @@ class CubicRate:
         self._k = (self._w_max - base * BETA) ** (1.0 / 3.0) / SCALE ** (1.0 / 3.0)
         self._cut_at = now
         self.rate = max(MIN_RATE, base * BETA)
+
+    def reset(self) -> None:
+        """Lift the cap, as before the first throttle."""
+        self.rate = None
 
     def on_success(self, now: float) -> float | None:
         """Move the rate along the curve; returns the new rate (``None`` while unthrottled)."""

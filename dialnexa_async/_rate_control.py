@@ -2,7 +2,7 @@
 
 Every request calls ``acquire()`` before it is sent and ``observe()`` with its answer; the
 state lives behind that small interface (``RateControl``) so it can later move into a store
-shared by many worker processes. Four mechanisms share it:
+shared by many worker processes. Five mechanisms share it:
 
 - **Shared cooldown.** A 429 with a server-given wait pauses every new request until then,
   instead of each in-flight task discovering the limit on its own.
@@ -10,9 +10,13 @@ shared by many worker processes. Four mechanisms share it:
   ``remaining: r`` means requests up to number ``s + r`` fit in the window; later ones wait
   for the window's end, estimated as the earliest ``arrival + reset`` seen in that window (an
   upper bound of the true end, tight even when the server rounds ``reset`` up to seconds).
-- **Adaptive rate.** A 429 that carries no window headers cuts a CUBIC send-rate cap
-  (``_adaptive``); a 429 without any hint also pauses the client briefly, doubling while
-  throttles continue, so a gateway that says nothing is still found out from 429s alone.
+- **Inferred window.** A 429 without any hint that ends a run of successes is taken as a
+  fixed window's end: the window's budget and length are inferred and followed
+  (``_window_guess``), with one probe per window and no pause.
+- **Adaptive rate.** A 429 that carries no window headers and does not fit an inferred window
+  cuts a CUBIC send-rate cap (``_adaptive``); a 429 without any hint also pauses the client
+  briefly, doubling while throttles continue, so a gateway that says nothing is still found
+  out from 429s alone.
 - **Fixed cap.** ``rate_limit=`` spaces sends with a GCRA pacer that the adaptive cap tightens.
 
 Invariants:
@@ -32,6 +36,7 @@ from ._clock import Clock
 from ._errors import RateLimitError
 from ._limiter import AdaptiveLimiter
 from ._sansio.headers import RateLimitInfo
+from ._window_guess import MIN_BUDGET, WindowGuess
 
 __all__ = ["Answer", "ClientRateControl", "Pacer", "RateControl", "Ticket"]
 
@@ -151,6 +156,12 @@ class ClientRateControl:
         self._episode_start = -math.inf
         self._in_episode = False
         self._bare_hold = BARE_HOLD_INITIAL
+        self.guess = WindowGuess()
+        self.admitted = 0
+        """Answers other than 429 so far."""
+        self._calm_since: float | None = None  # None: since the first send
+        self._calm_seq = 1
+        self._calm_admitted = 0
         self.cooldowns = 0
         """How many times an answer paused the whole client."""
         self.cooldown_seconds = 0.0
@@ -170,7 +181,7 @@ class ClientRateControl:
 
         The common case of an unthrottled client, without the cost of a coroutine.
         """
-        if self._pacer is not None or self._seq >= self._window_last_seq:
+        if self._pacer is not None or self._seq >= self._window_last_seq or self.guess.engaged:
             return None
         now = self._clock.monotonic()
         if now < self._hold_until:
@@ -210,6 +221,8 @@ class ClientRateControl:
                     self._window_end = now + 2 * self._window_length
                 else:
                     wait = max(wait, self._window_end - now)
+            if wait <= 0 and self.guess.engaged:
+                wait = self.guess.wait(self._seq + 1, now)
             if wait <= 0:
                 break
             if wait > self._max_wait:
@@ -228,12 +241,20 @@ class ClientRateControl:
         info = answer.rate_limit
         if info is not None and info.remaining is not None and info.reset is not None:
             self._track_window(info, ticket, now)
+            if self.guess.engaged:
+                self.guess.disengage()  # the server states its window: no need to guess
         if answer.status == 429:
             self._throttled(answer, ticket, now)
             return
+        self.admitted += 1
+        if self.guess.engaged:
+            self.guess.admitted(ticket)
         if self._in_episode and ticket.sent_at >= self._episode_start:
             self._in_episode = False
             self._bare_hold = BARE_HOLD_INITIAL
+            self._calm_since = ticket.sent_at
+            self._calm_seq = ticket.seq
+            self._calm_admitted = self.admitted - 1
         if self.adaptive.rate is not None:
             self.adaptive.on_success(now)
             self._apply_rate()
@@ -241,9 +262,10 @@ class ClientRateControl:
 
     def observe_success(self, ticket: Ticket) -> None:
         """``observe`` for a 2xx without rate-limit headers (the common case), no ``Answer``."""
-        if self._in_episode or self.adaptive.rate is not None:
+        if self._in_episode or self.adaptive.rate is not None or self.guess.engaged:
             self.observe(Answer(200, None, None), ticket)
         else:
+            self.admitted += 1
             self.concurrency.increase()
 
     def _track_window(self, info: RateLimitInfo, ticket: Ticket, now: float) -> None:
@@ -267,6 +289,11 @@ class ClientRateControl:
             self._window_last_seq = last_seq
 
     def _throttled(self, answer: Answer, ticket: Ticket, now: float) -> None:
+        if answer.rate_limit is None and answer.retry_after is None:
+            if self._guessed(ticket):
+                return
+        elif self.guess.engaged:
+            self.guess.disengage()  # a hint came: the pauses and the window budget take over
         if ticket.sent_at < self._episode_start:
             return
         first = not self._in_episode
@@ -286,6 +313,24 @@ class ClientRateControl:
         else:
             self._hold(self._bare_hold)
             self._bare_hold = min(self._bare_hold * 2, BARE_HOLD_MAX)
+
+    def _guessed(self, ticket: Ticket) -> bool:
+        """Whether the window guess accounts for this hintless 429 (so nothing else reacts)."""
+        guess = self.guess
+        was_engaged = guess.engaged
+        if not was_engaged and (
+            ticket.sent_at < self._episode_start or self.admitted - self._calm_admitted < MIN_BUDGET
+        ):
+            # An echo of an episode already handled, or too little success to call a window.
+            return False
+        calm = self.meter.first if self._calm_since is None else self._calm_since
+        if not guess.throttled(ticket, calm, self._calm_seq):
+            return False
+        if not was_engaged and self.adaptive.rate is not None:
+            # Bursts of a window's budget are the point now; the rate cap would spread them.
+            self.adaptive.reset()
+            self._apply_rate()
+        return True
 
     def _apply_rate(self) -> None:
         rate = self.adaptive.rate

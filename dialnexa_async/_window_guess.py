@@ -1,0 +1,186 @@
+"""A fixed window inferred from hintless 429s: how many requests it admits, and how long it lasts.
+
+A gateway that answers 429 with no ``Retry-After`` and no rate-limit headers still leaves
+evidence when it counts requests in fixed windows: a window admits the same number of
+requests each time, and a request sent once the window has turned gets through again. So:
+
+- **Budget.** The server refuses requests in the order they reach it, so the requests sent
+  since the window opened and before the first refused one are what a window admits,
+  answered or not. Each later window sends that many and stops, so a steady run sees no 429
+  at all.
+- **Length.** The window's length lies between a lower bound (a request sent that long
+  after the opening was refused) and an upper bound (a request sent that long after it was
+  admitted by a new window). Once a window is spent, one probe goes out at the midpoint of
+  those bounds; its answer narrows them, and when they are within ``PRECISION`` the probe
+  goes at the upper bound. Every other request waits for the probe's answer.
+- **Opening.** A probe that gets through opens the next window at the moment it was sent.
+
+A token-bucket or sliding-window limiter does not behave like this: after a probe gets
+through, the next burst is refused almost at once. A window that admits fewer than
+``MIN_BUDGET`` requests, or under ``MIN_SHARE`` of the last one, disengages the guess, and
+the client falls back to its pauses and adaptive rate cap, which suit those limiters.
+
+Pure and clock-driven: every method takes the time or a ticket, so it is tested without
+waiting. ``_rate_control.ClientRateControl`` owns one and consults it only after a hintless
+429.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+__all__ = ["MIN_BUDGET", "PRECISION", "Sent", "WindowGuess"]
+
+MIN_BUDGET = 5
+"""A window that admitted fewer requests is not treated as a fixed window."""
+
+MIN_SHARE = 0.5
+"""A window admitting less than this share of the last one's budget disengages the guess."""
+
+PRECISION = 0.01
+"""Bisecting the window's length stops when its bounds are within this share of it."""
+
+FIRST_PROBE = 0.1
+"""Seconds past the refused request's send time for the first probe, while the length is
+unknown; the offset then doubles until a probe gets through."""
+
+MAX_PROBE_STEP = 5.0
+"""The longest step between two probes while the length is unknown (a long window)."""
+
+PROBE_POLL = 0.005
+"""Seconds a request queued behind a probe in flight waits before looking again."""
+
+PROBE_EXPIRY = 1.0
+"""Seconds after which a probe with no answer (a network failure) no longer blocks another."""
+
+
+class Sent(Protocol):
+    """What the guess needs of a request: its place in the sending order and its send time."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def sent_at(self) -> float: ...
+
+
+class WindowGuess:
+    """The inferred window of one client; ``engaged`` once a window's budget is known."""
+
+    def __init__(self) -> None:
+        self.engaged = False
+        self.budget = 0
+        """Requests one window admits; meaningful while ``engaged``."""
+        self._lo = 0.0
+        self._hi = math.inf
+        self._open = True
+        self._opened_at = 0.0
+        self._opened_seq = 0
+        self._probe: int | None = None
+        self._probe_at = 0.0
+
+    @property
+    def length_bounds(self) -> tuple[float, float]:
+        """The current lower and upper bound of the window's length in seconds."""
+        return self._lo, self._hi
+
+    def disengage(self) -> None:
+        """Forget the guess: the server did not behave like a fixed window."""
+        self.engaged = False
+        self.budget = 0
+        self._lo, self._hi = 0.0, math.inf
+        self._open = True
+        self._probe = None
+
+    def wait(self, seq: int, now: float) -> float:
+        """Seconds the request about to get ``seq`` must still wait; 0 lets it go now.
+
+        Returning 0 once the window is spent makes that request the probe.
+        """
+        if self._probe is not None:
+            if seq == self._probe:
+                return 0.0
+            if now - self._probe_at < PROBE_EXPIRY:
+                return PROBE_POLL
+            self._probe = None  # lost to a network failure: another one goes out
+        if self._open:
+            if seq < self._opened_seq + self.budget:
+                return 0.0
+            self._open = False  # the budget is used up: the window counts as spent
+        at = self._opened_at + self._probe_offset()
+        if now < at:
+            return at - now
+        self._probe = seq
+        self._probe_at = now
+        return 0.0
+
+    def _probe_offset(self) -> float:
+        lo, hi = self._lo, self._hi
+        if hi == math.inf:
+            return lo + min(max(lo, FIRST_PROBE), MAX_PROBE_STEP)
+        if hi - lo <= PRECISION * hi:
+            return hi
+        return (lo + hi) / 2
+
+    def admitted(self, sent: Sent) -> None:
+        """A request got an answer other than 429."""
+        if sent.seq != self._probe:
+            return
+        self._probe = None
+        span = sent.sent_at - self._opened_at
+        if not self._open and span < self._hi:
+            self._hi = span
+            if self._lo >= self._hi:
+                self._lo = 0.0  # the bounds crossed: the window moved; keep the newer bound
+        self._open = True
+        self._opened_at = sent.sent_at
+        self._opened_seq = sent.seq
+
+    def throttled(self, sent: Sent, calm_since: float, calm_seq: int) -> bool:
+        """A request got a hintless 429; return whether the guess accounts for it.
+
+        ``False`` means the client should react as to any hintless 429 (pause, cut the rate).
+        The server refuses requests in the order they reach it, so the requests sent in a
+        window before the first refused one are what the window admits: answered or not
+        (a connection reset after admission still counted).
+
+        Args:
+            sent: the refused request.
+            calm_since: when the client last began sending without 429s; the first window
+                is taken to open then.
+            calm_seq: the first sequence number sent from then on.
+        """
+        if sent.seq == self._probe:
+            # The window had not turned yet: it is longer than this probe's offset.
+            self._probe = None
+            self._raise_lower_bound(sent.sent_at - self._opened_at)
+            return True
+        if not self.engaged:
+            self._opened_at, self._opened_seq = calm_since, calm_seq
+        elif sent.seq < self._opened_seq:
+            return True  # the echo of an earlier window: requests already on their way
+        count = sent.seq - self._opened_seq
+        if self.engaged and not self._open:
+            # Another refusal in a spent window: a request overtaken on the way, or a budget
+            # one too generous. The window admits no more than the earliest refusal allows.
+            if count < self.budget:
+                self.budget = max(count, MIN_BUDGET)
+            return True
+        self._open = False
+        if count < MIN_BUDGET or (self.engaged and count < self.budget * MIN_SHARE):
+            # Too few for a window, or far fewer than the last one: the guess is wrong (a
+            # token bucket, a limit shared with other clients, or a false opening).
+            self.disengage()
+            return False
+        self._raise_lower_bound(sent.sent_at - self._opened_at)
+        self.budget = count
+        self.engaged = True
+        return True
+
+    def _raise_lower_bound(self, span: float) -> None:
+        """The window was still closed ``span`` seconds after it opened."""
+        if span > self._lo:
+            self._lo = span
+        if self._lo >= self._hi:
+            self._hi = math.inf  # the bounds crossed: the window moved; keep the newer bound

@@ -1,0 +1,194 @@
+"""The fixed window inferred from hintless 429s: pure calls, then whole runs in virtual time."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import dialnexa_async as dnx
+from dialnexa_async._rate_control import Answer, ClientRateControl, Ticket
+from dialnexa_async._sansio.headers import RateLimitInfo
+from dialnexa_async._window_guess import (
+    MIN_BUDGET,
+    PRECISION,
+    PROBE_EXPIRY,
+    PROBE_POLL,
+    WindowGuess,
+)
+
+REFUSED = Answer(429, None, None)
+ADMITTED = Answer(200, None, None)
+
+
+def _engaged(budget: int = 300, refused_at: float = 0.05) -> WindowGuess:
+    """A guess that saw ``budget`` requests admitted from t=0, then the next one refused."""
+    guess = WindowGuess()
+    assert guess.throttled(Ticket(budget + 1, refused_at), calm_since=0.0, calm_seq=1)
+    return guess
+
+
+def test_the_first_refusal_sets_the_budget_and_a_lower_bound_of_the_length() -> None:
+    guess = _engaged(300, refused_at=0.05)
+    assert guess.engaged
+    assert guess.budget == 300
+    assert guess.length_bounds == (pytest.approx(0.05), math.inf)
+
+
+def test_too_few_admitted_is_not_a_window() -> None:
+    """A 429 after fewer than MIN_BUDGET requests leaves the client's other reactions to it."""
+    guess = WindowGuess()
+    assert not guess.throttled(Ticket(MIN_BUDGET, 0.01), calm_since=0.0, calm_seq=1)
+    assert not guess.engaged
+
+
+def test_later_refusals_of_the_spent_window_are_absorbed_and_lower_the_budget() -> None:
+    """Requests already on their way are refused too; the earliest refusal bounds the budget."""
+    guess = _engaged(300)
+    for seq in range(302, 360):
+        assert guess.throttled(Ticket(seq, 0.05), calm_since=0.0, calm_seq=1)
+    assert guess.budget == 300
+    assert guess.throttled(Ticket(299, 0.05), calm_since=0.0, calm_seq=1)
+    assert guess.budget == 298
+
+
+def test_one_probe_at_a_time_then_the_budget_in_one_burst() -> None:
+    """After the refusal, the next request waits for the first probe time and goes alone; once
+    the probe is admitted, the window's budget goes out at once and then nothing more."""
+    guess = _engaged(10, refused_at=0.05)
+    first_probe = guess.wait(12, now=0.06)
+    assert first_probe == pytest.approx(0.05 + 0.1 - 0.06)  # FIRST_PROBE past the refusal
+    assert guess.wait(12, now=0.16) == 0.0  # this request is the probe
+    assert guess.wait(13, now=0.16) == PROBE_POLL  # others wait for its answer
+    guess.admitted(Ticket(12, 0.16))
+    assert [guess.wait(seq, now=0.161) for seq in range(13, 22)] == [0.0] * 9
+    assert guess.wait(22, now=0.161) > 0  # the eleventh request of the window waits
+    assert guess.length_bounds == (pytest.approx(0.05), pytest.approx(0.16))
+
+
+def test_probe_bounds_bisect_the_length() -> None:
+    """A refused probe raises the lower bound; the next probe goes at the midpoint."""
+    guess = _engaged(10, refused_at=0.2)
+    guess.wait(12, now=0.4)
+    guess.admitted(Ticket(12, 0.4))  # window two opened at 0.4: the length is at most 0.4
+    for seq in range(13, 22):
+        guess.wait(seq, now=0.41)
+    assert guess.wait(22, now=0.41) == pytest.approx(0.4 + 0.3 - 0.41)  # midpoint of .2 and .4
+    assert guess.wait(22, now=0.71) == 0.0
+    guess.throttled(Ticket(22, 0.71), calm_since=0.0, calm_seq=1)  # too early: over 0.31 long
+    assert guess.length_bounds == (pytest.approx(0.31), pytest.approx(0.4))
+    assert guess.wait(23, now=0.71) == pytest.approx(0.4 + 0.355 - 0.71)
+
+
+def test_a_lost_probe_stops_blocking_after_its_expiry() -> None:
+    """A probe that never gets an answer (a network failure) lets another go after a while."""
+    guess = _engaged(10)
+    guess.wait(12, now=1.0)
+    assert guess.wait(13, now=1.0 + PROBE_EXPIRY / 2) == PROBE_POLL
+    assert guess.wait(13, now=1.0 + PROBE_EXPIRY) == 0.0  # the new probe
+
+
+def test_a_window_far_smaller_than_the_last_disengages() -> None:
+    """After a probe got through, a burst refused within half the budget is no fixed window."""
+    guess = _engaged(100)
+    guess.wait(102, now=0.2)
+    guess.admitted(Ticket(102, 0.2))
+    assert not guess.throttled(Ticket(110, 0.21), calm_since=0.0, calm_seq=1)
+    assert not guess.engaged
+
+
+class _FixedWindow:
+    """A server admitting ``limit`` requests per window; a window opens at the first request
+    after the last one ended, as the simulator's does."""
+
+    def __init__(self, limit: int, length: float) -> None:
+        self.limit, self.length = limit, length
+        self.start = -math.inf
+        self.count = 0
+
+    def answer(self, now: float) -> Answer:
+        if now - self.start >= self.length:
+            self.start, self.count = now, 0
+        if self.count < self.limit:
+            self.count += 1
+            return ADMITTED
+        return REFUSED
+
+
+class _TokenBucket:
+    """A server refilling ``rate`` tokens a second up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.last = 0.0
+
+    def answer(self, now: float) -> Answer:
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return ADMITTED
+        return REFUSED
+
+
+async def _run(
+    control: ClientRateControl,
+    clock: dnx.VirtualClock,
+    server: _FixedWindow | _TokenBucket,
+    seconds: float,
+    *,
+    spacing: float = 0.001,
+) -> tuple[int, int]:
+    """One request at a time, ``spacing`` seconds apart, answered at once; (admitted, 429s)."""
+    admitted = refused = 0
+    while clock.monotonic() < seconds:
+        ticket = await control.acquire()
+        answer = server.answer(clock.monotonic())
+        control.observe(answer, ticket)
+        if answer.status == 429:
+            refused += 1
+            await clock.sleep(control.paused_for)  # what the retry policy waits after a bare 429
+        else:
+            admitted += 1
+        clock.advance(spacing)
+    return admitted, refused
+
+
+def _control(clock: dnx.VirtualClock) -> ClientRateControl:
+    return ClientRateControl(clock, rate_limit=None, max_wait=60.0, max_concurrency=64)
+
+
+async def test_a_fixed_window_is_found_and_then_filled_without_429s() -> None:
+    """Against 50 requests per 1 s window, a 30 s run admits nearly the whole limit, refuses
+    little beyond the first window, and ends with the length bracketed within PRECISION."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    admitted, refused = await _run(control, clock, _FixedWindow(50, 1.0), 30.0)
+    assert control.guess.engaged
+    assert control.guess.budget == 50
+    assert admitted >= 0.95 * 30 * 50
+    assert refused <= 15
+    lo, hi = control.guess.length_bounds
+    assert lo <= 1.0 <= hi + 0.002  # one request's spacing of slack
+    assert hi - lo <= 2 * PRECISION * hi
+
+
+async def test_a_token_bucket_is_still_paced_near_its_rate() -> None:
+    """A token bucket is no fixed window, but a budget per probe cycle equal to what the
+    bucket refilled in that cycle paces it just as well: nearly the whole rate, few 429s."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    admitted, refused = await _run(control, clock, _TokenBucket(50.0, 50), 30.0)
+    assert admitted >= 0.95 * (30 * 50 + 50)
+    assert refused <= 0.02 * (admitted + refused)
+
+
+async def test_window_headers_replace_the_guess() -> None:
+    """An answer stating the window ends the guessing: the server's numbers take over."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _run(control, clock, _FixedWindow(50, 1.0), 3.0)
+    assert control.guess.engaged
+    control.observe(Answer(200, RateLimitInfo(50, 10, 0.5), None), await control.acquire())
+    assert not control.guess.engaged
