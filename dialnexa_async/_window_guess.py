@@ -38,6 +38,10 @@ MIN_BUDGET = 5
 MIN_SHARE = 0.5
 """A window admitting less than this share of the last one's budget disengages the guess."""
 
+SLACK_SHARE = 0.05
+"""A window refusing within this share of its budget after its probe was admitted was no new
+window: the last one still had that much room."""
+
 PRECISION = 0.01
 """Bisecting the window's length stops when its bounds are within this share of it."""
 
@@ -79,6 +83,7 @@ class WindowGuess:
         self._opened_seq = 0
         self._probe: int | None = None
         self._probe_at = 0.0
+        self._previous: tuple[float, int, float] | None = None
 
     @property
     def length_bounds(self) -> tuple[float, float]:
@@ -92,6 +97,7 @@ class WindowGuess:
         self._lo, self._hi = 0.0, math.inf
         self._open = True
         self._probe = None
+        self._previous = None
 
     def wait(self, seq: int, now: float) -> float:
         """Seconds the request about to get ``seq`` must still wait; 0 lets it go now.
@@ -133,6 +139,7 @@ class WindowGuess:
             self._hi = span
             if self._lo >= self._hi:
                 self._lo = 0.0  # the bounds crossed: the window moved; keep the newer bound
+        self._previous = (self._opened_at, self._opened_seq, self._hi)
         self._open = True
         self._opened_at = sent.sent_at
         self._opened_seq = sent.seq
@@ -168,9 +175,19 @@ class WindowGuess:
                 self.budget = max(count, MIN_BUDGET)
             return True
         self._open = False
+        previous, self._previous = self._previous, None
+        if previous is not None and count <= self.budget * SLACK_SHARE:
+            # The probe was let in by the last window, which had a little room left (its
+            # budget was counted short, say by two requests overtaking each other): that
+            # window goes on, now known to be longer than the probe's offset.
+            probe_at = self._opened_at
+            self._opened_at, self._opened_seq, self._hi = previous
+            self._raise_lower_bound(probe_at - self._opened_at)
+            self.budget += count
+            return True
         if count < MIN_BUDGET or (self.engaged and count < self.budget * MIN_SHARE):
             # Too few for a window, or far fewer than the last one: the guess is wrong (a
-            # token bucket, a limit shared with other clients, or a false opening).
+            # token bucket, a limit shared with other clients).
             self.disengage()
             return False
         self._raise_lower_bound(sent.sent_at - self._opened_at)

@@ -32,7 +32,7 @@ def test_the_first_refusal_sets_the_budget_and_a_lower_bound_of_the_length() -> 
     guess = _engaged(300, refused_at=0.05)
     assert guess.engaged
     assert guess.budget == 300
-    assert guess.length_bounds == (pytest.approx(0.05), math.inf)
+    assert guess.length_bounds == pytest.approx((0.05, math.inf))
 
 
 def test_too_few_admitted_is_not_a_window() -> None:
@@ -63,7 +63,7 @@ def test_one_probe_at_a_time_then_the_budget_in_one_burst() -> None:
     guess.admitted(Ticket(12, 0.16))
     assert [guess.wait(seq, now=0.161) for seq in range(13, 22)] == [0.0] * 9
     assert guess.wait(22, now=0.161) > 0  # the eleventh request of the window waits
-    assert guess.length_bounds == (pytest.approx(0.05), pytest.approx(0.16))
+    assert guess.length_bounds == pytest.approx((0.05, 0.16))
 
 
 def test_probe_bounds_bisect_the_length() -> None:
@@ -76,7 +76,7 @@ def test_probe_bounds_bisect_the_length() -> None:
     assert guess.wait(22, now=0.41) == pytest.approx(0.4 + 0.3 - 0.41)  # midpoint of .2 and .4
     assert guess.wait(22, now=0.71) == 0.0
     guess.throttled(Ticket(22, 0.71), calm_since=0.0, calm_seq=1)  # too early: over 0.31 long
-    assert guess.length_bounds == (pytest.approx(0.31), pytest.approx(0.4))
+    assert guess.length_bounds == pytest.approx((0.31, 0.4))
     assert guess.wait(23, now=0.71) == pytest.approx(0.4 + 0.355 - 0.71)
 
 
@@ -86,6 +86,23 @@ def test_a_lost_probe_stops_blocking_after_its_expiry() -> None:
     guess.wait(12, now=1.0)
     assert guess.wait(13, now=1.0 + PROBE_EXPIRY / 2) == PROBE_POLL
     assert guess.wait(13, now=1.0 + PROBE_EXPIRY) == 0.0  # the new probe
+
+
+def test_a_probe_let_in_by_a_window_with_room_left_is_taken_back() -> None:
+    """A budget counted two short leaves room in the window; the probe then gets in early.
+    When the next refusal comes two requests later, the window is the old one after all:
+    its opening stands, its budget grows by two, and it is known to outlast the probe."""
+    guess = _engaged(298, refused_at=0.05)  # the true window admits 300 and lasts 1 s
+    guess.wait(300, now=0.2)
+    guess.admitted(Ticket(300, 0.2))  # length now bounded by 0.2 (wrongly)
+    for seq in range(301, 598):
+        guess.wait(seq, now=0.21)
+    guess.admitted(Ticket(301, 0.21))  # the old window's last place
+    assert guess.throttled(Ticket(302, 0.21), calm_since=0.0, calm_seq=1)
+    assert guess.engaged
+    assert guess.budget == 300
+    assert guess.length_bounds == pytest.approx((0.2, math.inf))
+    assert guess.wait(598, now=0.21) > 0  # still the first window's budget, already spent
 
 
 def test_a_window_far_smaller_than_the_last_disengages() -> None:
