@@ -15,10 +15,11 @@ requests each time, and a request sent once the window has turned gets through a
   goes at the upper bound. Every other request waits for the probe's answer.
 - **Opening.** A probe that gets through opens the next window at the moment it was sent.
 
-A token-bucket or sliding-window limiter does not behave like this: after a probe gets
-through, the next burst is refused almost at once. A window that admits fewer than
-``MIN_BUDGET`` requests, or under ``MIN_SHARE`` of the last one, disengages the guess, and
-the client falls back to its pauses and adaptive rate cap, which suit those limiters.
+A token bucket is no fixed window, but the same loop paces it: each cycle's budget becomes
+what the bucket refilled since the last, so the bursts average out at its rate. A window
+that admits fewer than ``MIN_BUDGET`` requests, or under ``MIN_SHARE`` of the last one (a
+limit shared with other clients, a limiter of another shape), disengages the guess, and the
+client falls back to its pauses and adaptive rate cap.
 
 Pure and clock-driven: every method takes the time or a ticket, so it is tested without
 waiting. ``_rate_control.ClientRateControl`` owns one and consults it only after a hintless

@@ -66,9 +66,10 @@ def scenario_ids() -> list[str]:
             {"rate_limit_headers": False, "retry_after": True}, 0.70, 0.05, id="retry-after-only"
         ),
         pytest.param(
+            # As tight as with headers: the client infers the window from bare 429s.
             {"rate_limit_headers": False, "retry_after": False, "rate_limit_body": "html"},
-            0.70,
-            0.05,
+            0.85,
+            0.02,
             id="bare-429-html",
         ),
     ],
