@@ -240,18 +240,18 @@ class _PoolAwareConnector(aiohttp.TCPConnector):
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     """The body, or ``ResponseTooLargeError`` as soon as a 2xx body passes ``max_bytes``.
 
-    An error answer's body is only evidence for the error: past the cap it is cut, so a huge
-    proxy page still gives the status error (and its retry), not a validation error.
+    For the answers ``AiohttpTransport.get`` does not read itself: a declared length over the
+    cap, no declared length, or a compressed body (whose declared length says nothing of the
+    decoded size). An error answer's body is only evidence for the error: past the cap it is
+    cut, so a huge proxy page still gives the status error (and its retry), not a validation
+    error.
     """
     evidence = response.status >= 300
     length = response.content_length
     if length is not None and length > max_bytes and not evidence:
         response.close()
         raise _too_large(response, max_bytes)
-    if length is not None and length <= max_bytes and "content-encoding" not in response.headers:
-        return await response.read()
-    # Unknown length or compressed (the declared length says nothing of the decoded size):
-    # read piece by piece and stop at the cap.
+    # Read piece by piece and stop at the cap.
     chunks: list[bytes] = []
     size = 0
     while chunk := await response.content.readany():

@@ -13,7 +13,7 @@ from typing import TextIO
 from dialnexa_async.testing import Simulator, config_from_args, serve
 
 from ._connect import make_client, resolve_api_key
-from ._engine import run_bulk, stop_on_signals
+from ._engine import run_bulk, run_until_signal
 from ._exit import EXIT_FAILED, EXIT_OK, UsageError, exit_status_for_signal
 from ._ids import ids_from_args, read_ids
 from ._output import (
@@ -236,14 +236,9 @@ async def simulate_command(ns: argparse.Namespace) -> int:
     task = asyncio.ensure_future(
         serve(config, host=ns.host, port=ns.port, stop=asyncio.Event(), on_ready=_announce)
     )
-    caught: list[int] = []
-    with stop_on_signals(task, caught):
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not caught:
-                raise
-        except OSError as exc:
-            _err(f"dialnexa-async simulate: cannot listen on {ns.host}:{ns.port}: {exc.strerror}")
-            return EXIT_FAILED
+    try:
+        await run_until_signal(task)
+    except OSError as exc:
+        _err(f"dialnexa-async simulate: cannot listen on {ns.host}:{ns.port}: {exc.strerror}")
+        return EXIT_FAILED
     return EXIT_OK

@@ -21,7 +21,7 @@ import dialnexa_async as dnx
 
 from ._progress import Reporter
 
-__all__ = ["Outcome", "run_bulk", "stop_on_signals"]
+__all__ = ["Outcome", "run_bulk", "run_until_signal", "stop_on_signals"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -80,6 +80,21 @@ def stop_on_signals(task: asyncio.Task[Any], caught: list[int]) -> Iterator[None
             loop.remove_signal_handler(number)
 
 
+async def run_until_signal(task: asyncio.Task[Any]) -> int | None:
+    """Await ``task``, cancelling it on SIGINT or SIGTERM; return that signal, or ``None``.
+
+    A cancellation that no signal caused, and any other exception of the task, propagates.
+    """
+    caught: list[int] = []
+    with stop_on_signals(task, caught):
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not caught:
+                raise
+    return caught[0] if caught else None
+
+
 async def run_bulk(
     client: dnx.AsyncDialNexa,
     ids: Sequence[str],
@@ -114,16 +129,9 @@ async def run_bulk(
                 await aclose()
 
     started = time.monotonic()
-    caught: list[int] = []
-    task: asyncio.Task[None] = asyncio.ensure_future(consume())
-    with stop_on_signals(task, caught):
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not caught:
-                raise
+    stopped_by = await run_until_signal(asyncio.ensure_future(consume()))
     return Outcome(
         elapsed=time.monotonic() - started,
-        stopped_by=caught[0] if caught else None,
+        stopped_by=stopped_by,
         refused=refused[0] if refused else None,
     )
