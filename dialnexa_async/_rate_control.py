@@ -162,6 +162,7 @@ class ClientRateControl:
         self._calm_since: float | None = None  # None: since the first send
         self._calm_seq = 1
         self._calm_admitted = 0
+        self._calm_answered: float | None = None  # the first answer since calm began
         self.cooldowns = 0
         """How many times an answer paused the whole client."""
         self.cooldown_seconds = 0.0
@@ -247,6 +248,8 @@ class ClientRateControl:
             self._throttled(answer, ticket, now)
             return
         self.admitted += 1
+        if self._calm_answered is None:
+            self._calm_answered = now
         if self.guess.engaged:
             self.guess.admitted(ticket)
         if self._in_episode and ticket.sent_at >= self._episode_start:
@@ -255,6 +258,7 @@ class ClientRateControl:
             self._calm_since = ticket.sent_at
             self._calm_seq = ticket.seq
             self._calm_admitted = self.admitted - 1
+            self._calm_answered = now
         if self.adaptive.rate is not None:
             self.adaptive.on_success(now)
             self._apply_rate()
@@ -262,7 +266,12 @@ class ClientRateControl:
 
     def observe_success(self, ticket: Ticket) -> None:
         """``observe`` for a 2xx without rate-limit headers (the common case), no ``Answer``."""
-        if self._in_episode or self.adaptive.rate is not None or self.guess.engaged:
+        if (
+            self._in_episode
+            or self.adaptive.rate is not None
+            or self.guess.engaged
+            or self._calm_answered is None
+        ):
             self.observe(Answer(200, None, None), ticket)
         else:
             self.admitted += 1
@@ -324,7 +333,8 @@ class ClientRateControl:
             # An echo of an episode already handled, or too little success to call a window.
             return False
         calm = self.meter.first if self._calm_since is None else self._calm_since
-        if not guess.throttled(ticket, calm, self._calm_seq):
+        answered = ticket.sent_at if self._calm_answered is None else self._calm_answered
+        if not guess.throttled(ticket, calm, self._calm_seq, answered - calm):
             return False
         if not was_engaged and self.adaptive.rate is not None:
             # Bursts of a window's budget are the point now; the rate cap would spread them.

@@ -10,9 +10,19 @@ requests each time, and a request sent once the window has turned gets through a
   at all.
 - **Length.** The window's length lies between a lower bound (a request sent that long
   after the opening was refused) and an upper bound (a request sent that long after it was
-  admitted by a new window). Once a window is spent, one probe goes out at the midpoint of
-  those bounds; its answer narrows them, and when they are within ``PRECISION`` the probe
-  goes at the upper bound. Every other request waits for the probe's answer.
+  admitted by a new window). Once a window is spent, one probe goes out; every other
+  request waits for its answer, which narrows the bounds. When they are within
+  ``PRECISION`` the probe goes at the upper bound.
+- **Where the probe goes.** While the length is unbounded, at a round length of
+  ``ROUND_LENGTHS`` (then a multiple of ``MAX_PROBE_STEP`` seconds) about twice the lower
+  bound, since limits are stated per second or per minute; measured from when the server
+  opened the window, which is up to the delay of our first answer after we sent our first
+  request. Once bounded, at the midpoint. Against a one-second window the first probe that
+  gets through is late by at most that first delay.
+- **Noise.** A span is measured at the client, so it is off by the difference of two
+  requests' trip times. Bounds that cross are taken as that noise: the upper bound moves
+  just past the lower one, twice as far at each further crossing, instead of the search
+  starting over.
 - **Opening.** A probe that gets through opens the next window at the moment it was sent.
 
 A token bucket is no fixed window, but the same loop paces it: each cycle's budget becomes
@@ -31,7 +41,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-__all__ = ["MIN_BUDGET", "PRECISION", "Sent", "WindowGuess"]
+__all__ = ["MIN_BUDGET", "PRECISION", "ROUND_LENGTHS", "Sent", "WindowGuess"]
 
 MIN_BUDGET = 5
 """A window that admitted fewer requests is not treated as a fixed window."""
@@ -46,12 +56,19 @@ window: the last one still had that much room."""
 PRECISION = 0.01
 """Bisecting the window's length stops when its bounds are within this share of it."""
 
-FIRST_PROBE = 0.1
-"""Seconds past the refused request's send time for the first probe, while the length is
-unknown; the offset then doubles until a probe gets through."""
+ROUND_LENGTHS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+"""Window lengths in seconds probed in turn while the length is unbounded; past the last,
+every multiple of ``MAX_PROBE_STEP``."""
+
+SEARCH_GROWTH = 1.9
+"""While the length is unbounded, the next probe goes at the first round length at least
+this many times the lower bound (just under twice, so that 0.5 s leads to 1 s)."""
 
 MAX_PROBE_STEP = 5.0
-"""The longest step between two probes while the length is unknown (a long window)."""
+"""The longest step between two probes while the length is unbounded (a long window)."""
+
+_EPSILON = 1e-6
+"""Seconds below which two spans count as equal (float rounding, not network noise)."""
 
 PROBE_POLL = 0.005
 """Seconds a request queued behind a probe in flight waits before looking again."""
@@ -84,7 +101,9 @@ class WindowGuess:
         self._opened_seq = 0
         self._probe: int | None = None
         self._probe_at = 0.0
-        self._previous: tuple[float, int, float] | None = None
+        self._slack = 0.0
+        self._widen = PRECISION
+        self._previous: tuple[float, int, float, float, float] | None = None
 
     @property
     def length_bounds(self) -> tuple[float, float]:
@@ -99,6 +118,8 @@ class WindowGuess:
         self._open = True
         self._probe = None
         self._previous = None
+        self._slack = 0.0
+        self._widen = PRECISION
 
     def wait(self, seq: int, now: float) -> float:
         """Seconds the request about to get ``seq`` must still wait; 0 lets it go now.
@@ -125,7 +146,11 @@ class WindowGuess:
     def _probe_offset(self) -> float:
         lo, hi = self._lo, self._hi
         if hi == math.inf:
-            return lo + min(max(lo, FIRST_PROBE), MAX_PROBE_STEP)
+            # The round length at about twice the lower bound or MAX_PROBE_STEP past it, as
+            # measured from the server's opening (up to ``_slack`` after ours).
+            span = lo - self._slack
+            reach = min(SEARCH_GROWTH * span, span + MAX_PROBE_STEP)
+            return _round_above(max(reach, span + _EPSILON) - 2 * _EPSILON) + self._slack
         if hi - lo <= PRECISION * hi:
             return hi
         return (lo + hi) / 2
@@ -135,17 +160,23 @@ class WindowGuess:
         if sent.seq != self._probe:
             return
         self._probe = None
+        # What the window was before this probe, should the probe prove to have been let in
+        # by it (``throttled`` takes it back).
+        self._previous = (self._opened_at, self._opened_seq, self._lo, self._hi, self._slack)
         span = sent.sent_at - self._opened_at
         if not self._open and span < self._hi:
             self._hi = span
-            if self._lo >= self._hi:
-                self._lo = 0.0  # the bounds crossed: the window moved; keep the newer bound
-        self._previous = (self._opened_at, self._opened_seq, self._hi)
+            if self._lo >= self._hi - _EPSILON:
+                self._lo = 0.0  # the bounds crossed: the window shrank; keep the newer bound
+        self._widen = PRECISION
         self._open = True
         self._opened_at = sent.sent_at
         self._opened_seq = sent.seq
+        self._slack = 0.0  # the probe opened this window as it arrived, like the next one
 
-    def throttled(self, sent: Sent, calm_since: float, calm_seq: int) -> bool:
+    def throttled(
+        self, sent: Sent, calm_since: float, calm_seq: int, calm_delay: float = 0.0
+    ) -> bool:
         """A request got a hintless 429; return whether the guess accounts for it.
 
         ``False`` means the client should react as to any hintless 429 (pause, cut the rate).
@@ -158,6 +189,8 @@ class WindowGuess:
             calm_since: when the client last began sending without 429s; the first window
                 is taken to open then.
             calm_seq: the first sequence number sent from then on.
+            calm_delay: seconds from ``calm_since`` to the first answer after it: the server
+                opened the first window at most that much later than ``calm_since``.
         """
         if sent.seq == self._probe:
             # The window had not turned yet: it is longer than this probe's offset.
@@ -166,6 +199,7 @@ class WindowGuess:
             return True
         if not self.engaged:
             self._opened_at, self._opened_seq = calm_since, calm_seq
+            self._slack = max(calm_delay, 0.0)
         elif sent.seq < self._opened_seq:
             return True  # the echo of an earlier window: requests already on their way
         count = sent.seq - self._opened_seq
@@ -182,7 +216,7 @@ class WindowGuess:
             # budget was counted short, say by two requests overtaking each other): that
             # window goes on, now known to be longer than the probe's offset.
             probe_at = self._opened_at
-            self._opened_at, self._opened_seq, self._hi = previous
+            self._opened_at, self._opened_seq, self._lo, self._hi, self._slack = previous
             self._raise_lower_bound(probe_at - self._opened_at)
             self.budget += count
             return True
@@ -200,5 +234,16 @@ class WindowGuess:
         """The window was still closed ``span`` seconds after it opened."""
         if span > self._lo:
             self._lo = span
-        if self._lo >= self._hi:
-            self._hi = math.inf  # the bounds crossed: the window moved; keep the newer bound
+        if self._lo >= self._hi - _EPSILON:
+            # The bounds crossed: trip-time noise, or a longer window. Just past the newer
+            # bound, further at each crossing in a row.
+            self._hi = self._lo * (1 + self._widen)
+            self._widen *= 2
+
+
+def _round_above(span: float) -> float:
+    """The first round length longer than ``span`` seconds."""
+    for length in ROUND_LENGTHS:
+        if length > span + _EPSILON:
+            return length
+    return (math.floor((span + _EPSILON) / MAX_PROBE_STEP) + 1) * MAX_PROBE_STEP

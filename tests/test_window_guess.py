@@ -57,27 +57,80 @@ def test_one_probe_at_a_time_then_the_budget_in_one_burst() -> None:
     the probe is admitted, the window's budget goes out at once and then nothing more."""
     guess = _engaged(10, refused_at=0.05)
     first_probe = guess.wait(12, now=0.06)
-    assert first_probe == pytest.approx(0.05 + 0.1 - 0.06)  # FIRST_PROBE past the refusal
-    assert guess.wait(12, now=0.16) == 0.0  # this request is the probe
-    assert guess.wait(13, now=0.16) == PROBE_POLL  # others wait for its answer
-    guess.admitted(Ticket(12, 0.16))
-    assert [guess.wait(seq, now=0.161) for seq in range(13, 22)] == [0.0] * 9
-    assert guess.wait(22, now=0.161) > 0  # the eleventh request of the window waits
-    assert guess.length_bounds == pytest.approx((0.05, 0.16))
+    assert first_probe == pytest.approx(0.1 - 0.06)  # the shortest round length
+    assert guess.wait(12, now=0.1) == 0.0  # this request is the probe
+    assert guess.wait(13, now=0.1) == PROBE_POLL  # others wait for its answer
+    guess.admitted(Ticket(12, 0.1))
+    assert [guess.wait(seq, now=0.101) for seq in range(13, 22)] == [0.0] * 9
+    assert guess.wait(22, now=0.101) > 0  # the eleventh request of the window waits
+    assert guess.length_bounds == pytest.approx((0.05, 0.1))
 
 
-def test_probe_bounds_bisect_the_length() -> None:
-    """A refused probe raises the lower bound; the next probe goes at the midpoint."""
-    guess = _engaged(10, refused_at=0.2)
-    guess.wait(12, now=0.4)
-    guess.admitted(Ticket(12, 0.4))  # window two opened at 0.4: the length is at most 0.4
+def _probe(guess: WindowGuess, seq: int, opened_at: float) -> float:
+    """Send the next probe at the first moment the guess allows; its offset from the opening."""
+    now = opened_at
+    while (wait := guess.wait(seq, now)) > 0:
+        now += wait
+    return now - opened_at
+
+
+def test_the_search_tries_round_lengths_past_the_first_answers_delay() -> None:
+    """While unbounded, each refused probe moves the next to the next round length, plus the
+    delay before the first answer (the server's window opened when our request arrived)."""
+    guess = WindowGuess()
+    assert guess.throttled(Ticket(301, 0.05), calm_since=0.0, calm_seq=1, calm_delay=0.003)
+    offsets = []
+    for seq in range(302, 310):
+        offsets.append(_probe(guess, seq, opened_at=0.0))
+        assert guess.throttled(Ticket(seq, offsets[-1]), calm_since=0.0, calm_seq=1)
+    expected = [length + 0.003 for length in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0)]
+    assert offsets == pytest.approx(expected)
+    assert guess.length_bounds[1] == math.inf
+
+
+def test_once_bounded_the_probes_bisect_the_length() -> None:
+    """A probe that gets through bounds the length; the next probe goes at the midpoint, and
+    each refused one moves the next to the new midpoint within the same window."""
+    guess = _engaged(10, refused_at=0.5)
+    assert _probe(guess, 12, opened_at=0.0) == pytest.approx(1.0)  # the round length near 2x
+    guess.admitted(Ticket(12, 1.0))
+    assert guess.length_bounds == pytest.approx((0.5, 1.0))
     for seq in range(13, 22):
-        guess.wait(seq, now=0.41)
-    assert guess.wait(22, now=0.41) == pytest.approx(0.4 + 0.3 - 0.41)  # midpoint of .2 and .4
-    assert guess.wait(22, now=0.71) == 0.0
-    guess.throttled(Ticket(22, 0.71), calm_since=0.0, calm_seq=1)  # too early: over 0.31 long
-    assert guess.length_bounds == pytest.approx((0.31, 0.4))
-    assert guess.wait(23, now=0.71) == pytest.approx(0.4 + 0.355 - 0.71)
+        assert guess.wait(seq, now=1.001) == 0.0  # the budget
+    for seq, offset in ((22, 0.75), (23, 0.875), (24, 0.9375)):
+        assert _probe(guess, seq, opened_at=1.0) == pytest.approx(offset)
+        assert guess.throttled(Ticket(seq, 1.0 + offset), calm_since=0.0, calm_seq=1)
+    assert guess.length_bounds == pytest.approx((0.9375, 1.0))
+    assert _probe(guess, 25, opened_at=1.0) == pytest.approx(0.96875)
+    guess.admitted(Ticket(25, 1.96875))
+    assert guess.length_bounds == pytest.approx((0.9375, 0.96875))
+
+
+def test_crossed_bounds_widen_instead_of_starting_the_search_over() -> None:
+    """A probe refused at the upper bound (trip-time noise) moves the bound 1% past it, then
+    2% at the next crossing: no wait for the next round length."""
+    guess = _engaged(10, refused_at=0.5)
+    assert _probe(guess, 12, opened_at=0.0) == pytest.approx(1.0)
+    guess.admitted(Ticket(12, 1.0))
+    for seq in range(13, 22):
+        guess.wait(seq, now=1.001)
+    bisection = (0.75, 0.875, 0.9375, 0.96875, 0.984375, 0.9921875)
+    for seq, offset in enumerate(bisection, start=22):
+        assert _probe(guess, seq, opened_at=1.0) == pytest.approx(offset)
+        guess.throttled(Ticket(seq, 1.0 + offset), calm_since=0.0, calm_seq=1)
+    assert guess.length_bounds == pytest.approx((0.9921875, 1.0))  # within PRECISION
+    steps = (  # probe offset, then the bounds after its refusal; all in the same window
+        (1.0, (1.0, 1.01)),  # 1% past
+        (1.01, (1.01, 1.01 * 1.02)),  # 2% past: the bounds are 2% apart now
+        (1.01 * 1.01, (1.01 * 1.01, 1.01 * 1.02)),  # the midpoint, refused
+    )
+    for seq, (offset, bounds) in enumerate(steps, start=28):
+        assert _probe(guess, seq, opened_at=1.0) == pytest.approx(offset)
+        assert guess.throttled(Ticket(seq, 1.0 + offset), calm_since=0.0, calm_seq=1)
+        assert guess.length_bounds == pytest.approx(bounds)
+    assert _probe(guess, 31, opened_at=1.0) == pytest.approx(1.01 * 1.02)  # within PRECISION
+    guess.admitted(Ticket(31, 1.0 + 1.01 * 1.02))
+    assert guess.length_bounds == pytest.approx((1.01 * 1.01, 1.01 * 1.02))
 
 
 def test_a_lost_probe_stops_blocking_after_its_expiry() -> None:
@@ -209,3 +262,34 @@ async def test_window_headers_replace_the_guess() -> None:
     assert control.guess.engaged
     control.observe(Answer(200, RateLimitInfo(50, 10, 0.5), None), await control.acquire())
     assert not control.guess.engaged
+
+
+async def test_the_documented_sixty_second_window_is_followed_to_the_end() -> None:
+    """The gateway window the API docs report, 150 requests per 60 s, with bare 429s: a 20
+    minute run fills every window and never gives up on a probe wait longer than
+    ``max_wait`` (a search that started over after crossed bounds once did)."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    admitted, refused = await _run(control, clock, _FixedWindow(150, 60.0), 1200.0, spacing=0.002)
+    assert admitted >= 0.99 * 20 * 150
+    assert refused <= 30
+    lo, hi = control.guess.length_bounds
+    assert lo <= 60.0 <= hi
+
+
+async def test_the_first_probe_waits_for_the_round_length_after_the_first_answer() -> None:
+    """The server opened its window when our first request arrived: the first probe goes a
+    round length after the send time plus the delay before the first answer."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    first = await control.acquire()
+    clock.advance(0.003)
+    control.observe(ADMITTED, first)  # answered 3 ms after it was sent
+    for _ in range(9):
+        control.observe(ADMITTED, await control.acquire())
+    clock.advance(0.05 - clock.monotonic())
+    control.observe(REFUSED, await control.acquire())
+    assert control.guess.engaged
+    assert control.guess.budget == 10
+    probe = await control.acquire()
+    assert probe.sent_at == pytest.approx(0.1 + 0.003)
