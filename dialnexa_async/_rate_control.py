@@ -156,7 +156,7 @@ class ClientRateControl:
         self._episode_start = -math.inf
         self._in_episode = False
         self._bare_hold = BARE_HOLD_INITIAL
-        self.guess = WindowGuess()
+        self.guess = WindowGuess(max_length=max_wait)
         self.admitted = 0
         """Answers other than 429 so far."""
         self._calm_since: float | None = None  # None: since the first send
@@ -222,10 +222,6 @@ class ClientRateControl:
                     self._window_end = now + 2 * self._window_length
                 else:
                     wait = max(wait, self._window_end - now)
-            if wait <= 0 and self.guess.engaged:
-                wait = self.guess.wait(self._seq + 1, now)
-            if wait <= 0:
-                break
             if wait > self._max_wait:
                 raise RateLimitError(
                     f"client is paused by the server's rate limit for {wait:.1f}s more, "
@@ -233,6 +229,13 @@ class ClientRateControl:
                     status_code=429,
                     retry_after=wait,
                 )
+            if wait <= 0 and self.guess.engaged:
+                # Our own inference, not a wait the server gave, so never refused. A window
+                # known to be longer than max_retry_wait ends the guess, so this can pass it
+                # only while the length is still being narrowed (by at most 5 s in a search).
+                wait = self.guess.wait(self._seq + 1, now)
+            if wait <= 0:
+                break
             await clock.sleep(wait)
         return now
 

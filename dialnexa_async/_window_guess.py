@@ -88,9 +88,18 @@ class Sent(Protocol):
 
 
 class WindowGuess:
-    """The inferred window of one client; ``engaged`` once a window's budget is known."""
+    """The inferred window of one client; ``engaged`` once a window's budget is known.
 
-    def __init__(self) -> None:
+    Args:
+        max_length: a window known to be longer than this many seconds is not followed: the
+            guess disengages for good, so the client's usual reactions to a 429 take over.
+            The client passes its ``max_retry_wait``, the longest it will wait for a window.
+    """
+
+    def __init__(self, max_length: float = math.inf) -> None:
+        self.max_length = max_length
+        self.too_long = False
+        """Set once a window proved longer than ``max_length``; the guess stays off then."""
         self.engaged = False
         self.budget = 0
         """Requests one window admits; meaningful while ``engaged``."""
@@ -192,6 +201,16 @@ class WindowGuess:
             calm_delay: seconds from ``calm_since`` to the first answer after it: the server
                 opened the first window at most that much later than ``calm_since``.
         """
+        if self.too_long:
+            return False
+        accounted = self._account(sent, calm_since, calm_seq, calm_delay)
+        if accounted and self._lo > self.max_length:
+            self.disengage()
+            self.too_long = True
+            return False
+        return accounted
+
+    def _account(self, sent: Sent, calm_since: float, calm_seq: int, calm_delay: float) -> bool:
         if sent.seq == self._probe:
             # The window had not turned yet: it is longer than this probe's offset.
             self._probe = None

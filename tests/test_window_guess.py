@@ -293,3 +293,29 @@ async def test_the_first_probe_waits_for_the_round_length_after_the_first_answer
     assert control.guess.budget == 10
     probe = await control.acquire()
     assert probe.sent_at == pytest.approx(0.1 + 0.003)
+
+
+def test_a_window_longer_than_max_length_ends_the_guess_for_good() -> None:
+    """Refused 61 s after the opening with ``max_length=60``: the 429 is left to the client's
+    other reactions, and no later refusal engages the guess again."""
+    guess = WindowGuess(max_length=60.0)
+    assert guess.throttled(Ticket(11, 0.05), calm_since=0.0, calm_seq=1)
+    guess.wait(12, now=60.0)  # request 12 is the probe
+    assert not guess.throttled(Ticket(12, 61.0), calm_since=0.0, calm_seq=1)
+    assert not guess.engaged
+    assert guess.too_long
+    assert not guess.throttled(Ticket(30, 70.0), calm_since=62.0, calm_seq=13)
+    assert not guess.engaged
+
+
+async def test_an_inferred_wait_past_max_retry_wait_is_slept_not_raised() -> None:
+    """``max_retry_wait`` bounds waits the server gives. A bare-429 window of 60.4 s with
+    ``max_retry_wait=60`` makes the guess sleep a probe wait over 60 s once, then end as
+    too long, and the run goes on through the usual reactions: nothing is raised."""
+    clock = dnx.VirtualClock()
+    control = ClientRateControl(clock, rate_limit=None, max_wait=60.0, max_concurrency=64)
+    admitted, _ = await _run(control, clock, _FixedWindow(10, 60.4), 600.0, spacing=0.002)
+    assert max(clock.sleeps) > 60.0
+    assert control.guess.too_long
+    assert not control.guess.engaged
+    assert admitted >= 9 * 10  # every window of the run still admitted its ten
