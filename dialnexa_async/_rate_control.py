@@ -231,8 +231,8 @@ class ClientRateControl:
                 )
             if wait <= 0 and self.guess.engaged:
                 # Our own inference, not a wait the server gave, so never refused. A window
-                # known to be longer than max_retry_wait ends the guess, so this can pass it
-                # only while the length is still being narrowed (by at most 5 s in a search).
+                # known to be longer than max_retry_wait ends the guess, so this passes it only
+                # while the length is still being narrowed (by less than a search step, 5 s).
                 wait = self.guess.wait(self._seq + 1, now)
             if wait <= 0:
                 break

@@ -62,7 +62,8 @@ every multiple of ``MAX_PROBE_STEP``."""
 
 SEARCH_GROWTH = 1.9
 """While the length is unbounded, the next probe goes at the first round length at least
-this many times the lower bound (just under twice, so that 0.5 s leads to 1 s)."""
+this many times the lower bound (just under twice, so that 0.5 s leads to 1 s), or at least
+``MAX_PROBE_STEP`` past it when that is nearer."""
 
 MAX_PROBE_STEP = 5.0
 """The longest step between two probes while the length is unbounded (a long window)."""
@@ -91,9 +92,10 @@ class WindowGuess:
     """The inferred window of one client; ``engaged`` once a window's budget is known.
 
     Args:
-        max_length: a window known to be longer than this many seconds is not followed: the
-            guess disengages for good, so the client's usual reactions to a 429 take over.
-            The client passes its ``max_retry_wait``, the longest it will wait for a window.
+        max_length: the longest window, in seconds, the guess follows. A probe refused
+            later than that after the window opened disengages the guess for good, and the
+            client's usual reactions to a 429 take over; a calm spell longer than that is not
+            counted as one window. The client passes its ``max_retry_wait``.
     """
 
     def __init__(self, max_length: float = math.inf) -> None:
@@ -203,20 +205,23 @@ class WindowGuess:
         """
         if self.too_long:
             return False
-        accounted = self._account(sent, calm_since, calm_seq, calm_delay)
-        if accounted and self._lo > self.max_length:
-            self.disengage()
-            self.too_long = True
-            return False
-        return accounted
-
-    def _account(self, sent: Sent, calm_since: float, calm_seq: int, calm_delay: float) -> bool:
         if sent.seq == self._probe:
             # The window had not turned yet: it is longer than this probe's offset.
             self._probe = None
             self._raise_lower_bound(sent.sent_at - self._opened_at)
+            if self._lo > self.max_length:
+                # Longer than the client waits for any window: its usual reactions to a 429
+                # take over from here on.
+                self.disengage()
+                self.too_long = True
+                return False
             return True
         if not self.engaged:
+            if sent.sent_at - calm_since > self.max_length:
+                # Calm for longer than any window followed: many windows went by, so the
+                # requests since then are no one window's budget. The next calm spell, begun
+                # after the client's usual reaction to this 429, is counted instead.
+                return False
             self._opened_at, self._opened_seq = calm_since, calm_seq
             self._slack = max(calm_delay, 0.0)
         elif sent.seq < self._opened_seq:

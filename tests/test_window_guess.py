@@ -296,26 +296,77 @@ async def test_the_first_probe_waits_for_the_round_length_after_the_first_answer
 
 
 def test_a_window_longer_than_max_length_ends_the_guess_for_good() -> None:
-    """Refused 61 s after the opening with ``max_length=60``: the 429 is left to the client's
-    other reactions, and no later refusal engages the guess again."""
+    """A probe refused 65 s after the opening with ``max_length=60``: the 429 is left to the
+    client's other reactions, and no later refusal engages the guess again."""
     guess = WindowGuess(max_length=60.0)
-    assert guess.throttled(Ticket(11, 0.05), calm_since=0.0, calm_seq=1)
-    guess.wait(12, now=60.0)  # request 12 is the probe
-    assert not guess.throttled(Ticket(12, 61.0), calm_since=0.0, calm_seq=1)
-    assert not guess.engaged
+    assert guess.throttled(Ticket(11, 59.0), calm_since=0.0, calm_seq=1)  # longer than 59 s
+    assert guess.wait(12, now=59.0) == pytest.approx(6.0)  # the search's next: 65 s
+    assert guess.wait(12, now=65.0) == 0.0
+    assert not guess.throttled(Ticket(12, 65.0), calm_since=0.0, calm_seq=1)
     assert guess.too_long
-    assert not guess.throttled(Ticket(30, 70.0), calm_since=62.0, calm_seq=13)
     assert not guess.engaged
+    assert not guess.throttled(Ticket(40, 70.0), calm_since=66.0, calm_seq=13)
+    assert not guess.engaged
+
+
+def test_a_calm_spell_longer_than_max_length_is_no_windows_budget() -> None:
+    """An hour of requests under the limit, then a 429: the hour held many windows, so its
+    count is left alone; the calm spell after the client's reaction is counted instead."""
+    guess = WindowGuess(max_length=60.0)
+    assert not guess.throttled(Ticket(72_001, 3600.0), calm_since=0.0, calm_seq=1)
+    assert not guess.engaged
+    assert not guess.too_long
+    assert guess.throttled(Ticket(72_052, 3600.6), calm_since=3600.5, calm_seq=72_002)
+    assert guess.budget == 50
+
+
+async def test_a_long_calm_spell_then_a_burst_is_paced_at_the_limit() -> None:
+    """A client polling under a 50-per-second window for an hour, then fetching in bulk, is
+    at the limit within a few windows, as a fresh client is."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    server = _FixedWindow(50, 1.0)
+    calm_admitted, calm_refused = await _run(control, clock, server, 3600.0, spacing=0.05)
+    assert (calm_admitted, calm_refused) == (72_000, 0)
+    admitted, refused = await _run(control, clock, server, 3630.0)
+    assert admitted >= 0.9 * 30 * 50
+    assert refused <= 15
+    assert control.guess.engaged
+    assert control.guess.budget == 50
 
 
 async def test_an_inferred_wait_past_max_retry_wait_is_slept_not_raised() -> None:
-    """``max_retry_wait`` bounds waits the server gives. A bare-429 window of 60.4 s with
-    ``max_retry_wait=60`` makes the guess sleep a probe wait over 60 s once, then end as
-    too long, and the run goes on through the usual reactions: nothing is raised."""
+    """``max_retry_wait`` bounds waits the server gives. The guess's own wait of 63 s, with
+    ``max_retry_wait=60``, while it narrows a window known to be 59.95-66 s long, is slept
+    (it once raised ``RateLimitError``)."""
+    clock = dnx.VirtualClock()
+    control = ClientRateControl(clock, rate_limit=None, max_wait=60.0, max_concurrency=64)
+    first = await control.acquire()
+    clock.advance(1.0)
+    control.observe(ADMITTED, first)  # the first answer 1 s after the first send
+    for _ in range(9):
+        control.observe(ADMITTED, await control.acquire())
+    clock.advance(59.95 - clock.monotonic())
+    control.observe(REFUSED, await control.acquire())  # the window is over 59.95 s long
+    probe = await control.acquire()
+    assert probe.sent_at == pytest.approx(66.0)  # 65 s, a round length, past the 1 s delay
+    control.observe(ADMITTED, probe)
+    assert control.guess.length_bounds == pytest.approx((59.95, 66.0))
+    for _ in range(9):
+        control.observe(ADMITTED, await control.acquire())  # the window's budget
+    after = await control.acquire()
+    assert after.sent_at == pytest.approx(66.0 + (59.95 + 66.0) / 2)  # the midpoint
+    assert max(clock.sleeps) > 62.0
+    assert control.guess.engaged
+
+
+async def test_a_window_just_over_max_retry_wait_gives_way_without_raising() -> None:
+    """A bare-429 window of 60.4 s with ``max_retry_wait=60``: once a probe is refused over
+    60 s after the opening the guess gives up, and the run goes on through the usual
+    reactions, raising nothing."""
     clock = dnx.VirtualClock()
     control = ClientRateControl(clock, rate_limit=None, max_wait=60.0, max_concurrency=64)
     admitted, _ = await _run(control, clock, _FixedWindow(10, 60.4), 600.0, spacing=0.002)
-    assert max(clock.sleeps) > 60.0
     assert control.guess.too_long
     assert not control.guess.engaged
-    assert admitted >= 9 * 10  # every window of the run still admitted its ten
+    assert admitted >= 9 * 10  # the ten of nearly every window of the run
