@@ -102,6 +102,24 @@ _RATE_CONTENDERS = ("sdk", "aiohttp", "httpx", "quick-sdk")
 _HTTPX_CAP = (("httpx", 1_000, 300),)
 _HTTPX_RATE_CAP = (("httpx", 1_500, 600),)
 
+
+def _rate_scenario(name: str, title: str, *server_flags: str) -> Scenario:
+    """A scenario behind the 300 req/s window; ``server_flags`` shape its 429s."""
+    return Scenario(
+        name=name,
+        title=title,
+        kind="ratelimit",
+        n=_RATE_N,
+        quick_n=600,
+        server_flags=(*_RATE_FLAGS, *server_flags),
+        contenders=_RATE_CONTENDERS,
+        max_rounds=3,
+        quick_max_rounds=1,
+        rate_limit=_RATE,
+        caps=_HTTPX_RATE_CAP,
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -122,37 +140,17 @@ SCENARIOS: dict[str, Scenario] = {
             server_flags=("--latency", "0.02"),
             caps=_HTTPX_CAP,
         ),
-        Scenario(
-            name="c-retry-after",
-            title="(c1) 300 req/s window, 429 + Retry-After + x-ratelimit-*",
-            kind="ratelimit",
-            n=_RATE_N,
-            quick_n=600,
-            server_flags=_RATE_FLAGS,
-            contenders=_RATE_CONTENDERS,
-            max_rounds=3,
-            quick_max_rounds=1,
-            rate_limit=_RATE,
-            caps=_HTTPX_RATE_CAP,
+        _rate_scenario(
+            "c-retry-after",
+            "(c1) 300 req/s window, 429 + Retry-After + x-ratelimit-*",
         ),
-        Scenario(
-            name="c-bare",
-            title="(c2) 300 req/s window, bare 429: no Retry-After, no headers, HTML body",
-            kind="ratelimit",
-            n=_RATE_N,
-            quick_n=600,
-            server_flags=(
-                *_RATE_FLAGS,
-                "--no-retry-after",
-                "--no-rate-limit-headers",
-                "--rate-limit-body",
-                "html",
-            ),
-            contenders=_RATE_CONTENDERS,
-            max_rounds=3,
-            quick_max_rounds=1,
-            rate_limit=_RATE,
-            caps=_HTTPX_RATE_CAP,
+        _rate_scenario(
+            "c-bare",
+            "(c2) 300 req/s window, bare 429: no Retry-After, no headers, HTML body",
+            "--no-retry-after",
+            "--no-rate-limit-headers",
+            "--rate-limit-body",
+            "html",
         ),
         Scenario(
             name="d",

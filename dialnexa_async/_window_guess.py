@@ -161,7 +161,7 @@ class WindowGuess:
             # measured from the server's opening (up to ``_slack`` after ours).
             span = lo - self._slack
             reach = min(SEARCH_GROWTH * span, span + MAX_PROBE_STEP)
-            return _round_above(max(reach, span + _EPSILON) - 2 * _EPSILON) + self._slack
+            return _round_at_least(max(reach, span + _EPSILON)) + self._slack
         if hi - lo <= PRECISION * hi:
             return hi
         return (lo + hi) / 2
@@ -265,9 +265,9 @@ class WindowGuess:
             self._widen *= 2
 
 
-def _round_above(span: float) -> float:
-    """The first round length longer than ``span`` seconds."""
-    for length in ROUND_LENGTHS:
-        if length > span + _EPSILON:
-            return length
-    return (math.floor((span + _EPSILON) / MAX_PROBE_STEP) + 1) * MAX_PROBE_STEP
+def _round_at_least(length: float) -> float:
+    """The first round length not shorter than ``length`` seconds (to within ``_EPSILON``)."""
+    for round_length in ROUND_LENGTHS:
+        if round_length > length - _EPSILON:
+            return round_length
+    return (math.floor((length - _EPSILON) / MAX_PROBE_STEP) + 1) * MAX_PROBE_STEP
