@@ -35,6 +35,7 @@ from ._adaptive import CubicRate, SendRateMeter
 from ._clock import Clock
 from ._errors import RateLimitError
 from ._limiter import AdaptiveLimiter
+from ._sansio.answer import Answer
 from ._sansio.headers import RateLimitInfo
 from ._window_guess import MIN_BUDGET, WindowGuess
 
@@ -52,20 +53,6 @@ CONCURRENCY_BACKOFF = 0.5
 MIN_MEASURED_SENDS = 10
 """Below this many sends in the last second a 429 is not blamed on the send rate: the pauses and the
 concurrency cut handle it, and the rate cap is not dragged to the floor by a cold start."""
-
-
-class Answer(NamedTuple):
-    """What rate control needs to know about one HTTP answer.
-
-    Args:
-        status: the HTTP status.
-        rate_limit: the parsed ``x-ratelimit-*`` headers, when sent.
-        retry_after: the server-given wait in seconds (``Retry-After``, or the reset on a 429).
-    """
-
-    status: int
-    rate_limit: RateLimitInfo | None
-    retry_after: float | None
 
 
 class Ticket(NamedTuple):

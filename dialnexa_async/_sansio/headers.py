@@ -79,11 +79,13 @@ class RateLimitInfo(NamedTuple):
         limit: ``x-ratelimit-limit``, requests allowed per window, when sent.
         remaining: ``x-ratelimit-remaining``, requests left in this window, when sent.
         reset: ``x-ratelimit-reset``, seconds until the window resets, when sent.
+        window: the policy's window length in seconds, when the server states it.
     """
 
     limit: int | None
     remaining: int | None
     reset: float | None
+    window: float | None = None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo | None:
