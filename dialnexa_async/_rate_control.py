@@ -1,58 +1,67 @@
 """Client-wide rate control: keep every request of a client under the server's limit.
 
-Every request calls ``acquire()`` before it is sent and ``observe()`` with its answer; the
-state lives behind that small interface (``RateControl``) so it can later move into a store
-shared by many worker processes. Five mechanisms share it:
+Every request calls ``acquire()`` before it is sent and ``observe()`` with its answer. Each
+mechanism is its own small object that says how long the next request must wait; the
+controller sleeps the longest of those waits:
 
-- **Shared cooldown.** A 429 with a server-given wait pauses every new request until then,
-  instead of each in-flight task discovering the limit on its own.
-- **Window budget.** With ``x-ratelimit-*`` headers, an answer to request number ``s`` saying
-  ``remaining: r`` means requests up to number ``s + r`` fit in the window; later ones wait
-  for the window's end, estimated as the earliest ``arrival + reset`` seen in that window (an
-  upper bound of the true end, tight even when the server rounds ``reset`` up to seconds).
-- **Inferred window.** A 429 without any hint that ends a run of successes is taken as a
-  fixed window's end: the window's budget and length are inferred and followed
-  (``_window_guess``), with one probe per window and no pause.
-- **Adaptive rate.** A 429 that carries no window headers and does not fit an inferred window
-  cuts a CUBIC send-rate cap (``_adaptive``); a 429 without any hint also pauses the client
-  briefly, doubling while throttles continue, so a gateway that says nothing is still found
-  out from 429s alone.
-- **Fixed cap.** ``rate_limit=`` spaces sends with a GCRA pacer that the adaptive cap tightens.
+- **Server pause** (``_pause``). A 429 with a server-given wait pauses every new request
+  until then, tested by one probe at a time so a rounded or gradual limit costs little.
+- **Header budget** (``_header_budget``). Rate-limit headers in any dialect that state
+  ``remaining`` and ``reset`` bound how many requests fit before the window ends. A spent
+  budget is held like a pause, with probes; one admitted before the stated reset shows the
+  headers describe no fixed window (a bucket, a sliding window), and they stop holding the
+  client for good: the adaptive rate paces it instead.
+- **Adaptive rate** (``_rate_model``). Every throttle sets an evenly spaced send rate to the
+  admissions measured over the server's period, never below them, and the rate regrows along
+  a cubic curve. The period is what the server states (a policy window, a reset, a
+  ``Retry-After``) or, with bare 429s, the longest time a refusal took to clear.
+- **Fixed cap.** ``rate_limit=`` caps the adaptive rate.
 
 Invariants:
-- ``_hold_until`` only moves forward: a later, shorter wait never shortens a pause in force.
-- A throttle episode reacts once: 429s to requests sent before the episode began are the
-  echo of the same overload and change nothing.
-- No lock and no background task: reservations are computed synchronously, then slept.
+- No mechanism holds the client below what the server was measured admitting, except for
+  the server's own stated waits while they prove exact.
+- A throttle episode reacts once: 429s to requests sent before the reaction are its echo.
+- No lock and no background task: waits are computed synchronously, then slept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections import deque
 from typing import NamedTuple, Protocol
 
-from ._adaptive import CubicRate, SendRateMeter
+from ._adaptive import SendRateMeter
 from ._clock import Clock
 from ._errors import RateLimitError
+from ._header_budget import HeaderBudget
 from ._limiter import AdaptiveLimiter
+from ._pause import ServerPause
+from ._rate_model import LOG_SECONDS, AdmissionRate, GcraPacer
 from ._sansio.answer import Answer
-from ._sansio.headers import RateLimitInfo
-from ._window_guess import MIN_BUDGET, WindowGuess
 
-__all__ = ["Answer", "ClientRateControl", "Pacer", "RateControl", "Ticket"]
+__all__ = ["Answer", "ClientRateControl", "GcraPacer", "RateControl", "Ticket"]
+
+MIN_SERVER_WAIT = 0.05
+"""Seconds a 429 pauses the client at least, even when it says ``Retry-After: 0``."""
+
+MIN_HORIZON = 1.0
+"""Seconds of admissions a throttle measures at least (most limits are stated per second);
+longer once the server's period is known to be."""
+
+ROUND_PERIODS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0)
+"""Periods limits are stated in. A run of bare refusals that took ``t`` seconds to clear
+lengthens the horizon to the longest of these up to ``t``: probes find the reopening late,
+never early, so ``t`` overstates the period."""
 
 BARE_HOLD_INITIAL = 0.1
-"""Seconds the client pauses after a 429 that gave no hint at all; doubles per repeat."""
+"""Seconds a 429 without any hint pauses the client at first; doubles while refusals go on."""
 
 BARE_HOLD_MAX = 5.0
-"""The longest pause a hintless 429 causes; probing continues at this spacing."""
+"""The longest pause one hintless 429 causes."""
 
-CONCURRENCY_BACKOFF = 0.5
-"""The share of the concurrency limit kept after each throttle."""
-
-MIN_MEASURED_SENDS = 10
-"""Below this many sends in the last second a 429 is not blamed on the send rate: the pauses and the
-concurrency cut handle it, and the rate cap is not dragged to the floor by a cold start."""
+SLOT_NAP = 0.05
+"""Seconds the request at the head of the pacing queue sleeps at most before looking again."""
 
 
 class Ticket(NamedTuple):
@@ -74,49 +83,15 @@ class RateControl(Protocol):
         ...
 
 
-class Pacer:
-    """Spaces sends at most ``rate`` per second (GCRA: a virtual schedule, no background task).
-
-    Args:
-        rate: requests per second.
-        burst: how many requests may start back to back after an idle spell.
-    """
-
-    def __init__(self, rate: float, burst: int = 1) -> None:
-        self._tat = -math.inf  # theoretical arrival time of the next request
-        self._burst = burst
-        self.rate = rate
-
-    @property
-    def rate(self) -> float:
-        """The current cap in requests per second."""
-        return self._rate
-
-    @rate.setter
-    def rate(self, value: float) -> None:
-        if not value > 0:
-            raise ValueError(f"rate must be positive, got {value!r}")
-        self._rate = value
-        self._interval = 1.0 / value
-        self._tolerance = (self._burst - 1) * self._interval
-
-    def reserve(self, now: float) -> float:
-        """Book the next send slot and return how long to wait for it (0 when it is now)."""
-        tat = self._tat if self._tat > now else now
-        start = tat - self._tolerance
-        self._tat = tat + self._interval
-        return start - now if start > now else 0.0
-
-
 class ClientRateControl:
     """The rate control of one client.
 
     Args:
         clock: where time is read and waits are slept.
         rate_limit: requests per second the client never exceeds; ``None`` for no fixed cap.
-        max_wait: the longest pause a new request will sit out; a longer one fails at once
-            with ``RateLimitError`` carrying the remaining wait.
-        max_concurrency: the ceiling of the adaptive limit on requests in flight.
+        max_wait: the longest server-given pause a new request will sit out; a longer one
+            fails at once with ``RateLimitError`` carrying the remaining wait.
+        max_concurrency: the most requests in flight.
     """
 
     def __init__(
@@ -129,31 +104,24 @@ class ClientRateControl:
     ) -> None:
         self._clock = clock
         self._ceiling = rate_limit
-        self._pacer = Pacer(rate_limit) if rate_limit is not None else None
+        self._pacer = GcraPacer(rate_limit) if rate_limit is not None else None
         self._max_wait = max_wait
-        self.adaptive = CubicRate()
+        self.model = AdmissionRate()
+        self.pause = ServerPause()
+        self.bare_hold = ServerPause()
+        self._bare_seconds = BARE_HOLD_INITIAL
+        self.budget = HeaderBudget()
+        self.budget_hold = ServerPause()
+        self.budget_trusted = True
+        """Whether a spent header budget holds the client (off once a probe beat its reset)."""
         self.meter = SendRateMeter()
         self.concurrency = AdaptiveLimiter(max_concurrency)
-        self._hold_until = -math.inf
+        self._turnstile: deque[asyncio.Future[None]] = deque()
         self._seq = 0
-        self._window_end = -math.inf
-        self._window_last_seq: float = math.inf
-        self._window_limit: int | None = None
-        self._window_length = 0.0
-        self._episode_start = -math.inf
-        self._in_episode = False
-        self._bare_hold = BARE_HOLD_INITIAL
-        self.guess = WindowGuess(max_length=max_wait)
+        self._horizon = MIN_HORIZON
+        self._refused_since: float | None = None  # send time of the oldest uncleared refusal
         self.admitted = 0
         """Answers other than 429 so far."""
-        self._calm_since: float | None = None  # None: since the first send
-        self._calm_seq = 1
-        self._calm_admitted = 0
-        self._calm_answered: float | None = None  # the first answer since calm began
-        self.cooldowns = 0
-        """How many times an answer paused the whole client."""
-        self.cooldown_seconds = 0.0
-        """Total seconds the client spent paused (measured on the timeline, not per task)."""
 
     def send_rate(self) -> float:
         """Requests sent per second over the last second."""
@@ -164,195 +132,217 @@ class ClientRateControl:
         """The current cap on sends per second (fixed and adaptive together), if any."""
         return None if self._pacer is None else self._pacer.rate
 
+    @property
+    def horizon(self) -> float:
+        """Seconds over which a throttle measures admissions: the server's period, as known."""
+        return self._horizon
+
+    @property
+    def cooldowns(self) -> int:
+        """How many times a server-given wait paused the whole client."""
+        return self.pause.count
+
+    @property
+    def cooldown_seconds(self) -> float:
+        """Total seconds of server-given pauses (on the timeline, not per task)."""
+        return self.pause.seconds
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left in the current server-given pause (0 when none)."""
+        return self.pause.remaining(self._clock.monotonic())
+
     def try_acquire(self) -> Ticket | None:
         """A ticket at once when nothing would make the request wait, else ``None``.
 
         The common case of an unthrottled client, without the cost of a coroutine.
         """
-        if self._pacer is not None or self._seq >= self._window_last_seq or self.guess.engaged:
+        if self._pacer is not None or self._seq >= self.budget.last_seq:
             return None
         now = self._clock.monotonic()
-        if now < self._hold_until:
+        if now < self.pause.until or now < self.budget_hold.until or now < self.bare_hold.until:
             return None
         self._seq += 1
         self.meter.record(now)
         return Ticket(self._seq, now)
 
     async def acquire(self) -> Ticket:
-        """Wait out any pause, window and pacing slot; raise if the pause is too long."""
+        """Wait out any pause, spent budget and pacing slot; raise if a server's pause is long."""
         clock = self._clock
-        now = await self._wait_for_room()
-        pacer = self._pacer
-        if pacer is not None:
-            delay = pacer.reserve(now)
-            if delay > 0:
-                await clock.sleep(delay)
-                # A pause may have begun while this request waited for its slot.
-                now = await self._wait_for_room()
+        while True:
+            now = await self._wait_for_room()
+            pacer = self._pacer
+            if pacer is None:
+                break
+            if not self._turnstile and pacer.next_free(now) <= 0:
+                pacer.take(now)
+                break
+            await self._take_slot()
+            now = clock.monotonic()
+            if self._room_wait(now) <= 0:
+                break
+            # A pause began while this request queued for its slot: a slot kept through it
+            # would go out in a burst when it ends, so wait it out and queue again.
         self._seq += 1
         self.meter.record(now)
+        self.pause.sent(self._seq, now)
+        self.bare_hold.sent(self._seq, now)
+        self.budget_hold.sent(self._seq, now)
         return Ticket(self._seq, now)
 
+    async def _take_slot(self) -> None:
+        """Queue for the next pacing slot; only the head of the queue sleeps.
+
+        A slot is booked when it is due, at the rate in force then, so a rate that rises
+        while requests wait speeds them up at once instead of after slots booked at the old
+        rate.
+        """
+        turnstile = self._turnstile
+        me: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turnstile.append(me)
+        try:
+            if turnstile[0] is not me:
+                await me  # set by the request ahead when it has taken its slot
+            clock = self._clock
+            while True:
+                pacer = self._pacer
+                if pacer is None:
+                    return
+                now = clock.monotonic()
+                if self.model.rate is not None:
+                    self.model.regrow(now)
+                    self._apply_rate()
+                delay = pacer.next_free(now)
+                if delay <= 0:
+                    pacer.take(now)
+                    return
+                # In short naps: a rate that rises meanwhile (a slow start) frees slots sooner.
+                await clock.sleep(min(delay, SLOT_NAP))
+        finally:
+            head = turnstile[0] is me
+            turnstile.remove(me)
+            if head and turnstile:
+                nxt = turnstile[0]
+                if not nxt.done():
+                    nxt.set_result(None)
+
+    def _room_wait(self, now: float) -> float:
+        """Seconds until no pause or spent budget holds the next request; raise if too long."""
+        pause = self.pause
+        hold = self.budget_hold
+        if self.budget_trusted:
+            spent = self.budget.wait(self._seq, now)
+            if spent > 0:
+                hold.hold(now, spent)
+        held = max(pause.remaining(now), hold.remaining(now))
+        if held > self._max_wait:
+            raise RateLimitError(
+                f"client is paused by the server's rate limit for {held:.1f}s more, "
+                f"longer than max_retry_wait={self._max_wait:g}s",
+                status_code=429,
+                retry_after=held,
+            )
+        return max(pause.wait(now), hold.wait(now), self.bare_hold.wait(now))
+
     async def _wait_for_room(self) -> float:
-        """Sleep until no pause is in force and the window has room; return the time then."""
+        """Sleep until no pause or spent budget holds the next request; return the time then."""
         clock = self._clock
         while True:
             now = clock.monotonic()
-            wait = self._hold_until - now
-            if self._seq >= self._window_last_seq:
-                if now >= self._window_end:
-                    # The tracked window is over: trust the known limit until answers from
-                    # the new one speak. The server opens it at our first request, so its end
-                    # is about one length away; twice that is a bound the answers will tighten.
-                    limit = self._window_limit
-                    self._window_last_seq = math.inf if limit is None else self._seq + limit
-                    self._window_end = now + 2 * self._window_length
-                else:
-                    wait = max(wait, self._window_end - now)
-            if wait > self._max_wait:
-                raise RateLimitError(
-                    f"client is paused by the server's rate limit for {wait:.1f}s more, "
-                    f"longer than max_retry_wait={self._max_wait:g}s",
-                    status_code=429,
-                    retry_after=wait,
-                )
-            if wait <= 0 and self.guess.engaged:
-                # Our own inference, not a wait the server gave, so never refused. A window
-                # known to be longer than max_retry_wait ends the guess, so this passes it only
-                # while the length is still being narrowed (by less than a search step, 5 s).
-                wait = self.guess.wait(self._seq + 1, now)
+            wait = self._room_wait(now)
             if wait <= 0:
-                break
+                return now
             await clock.sleep(wait)
-        return now
 
     def observe(self, answer: Answer, ticket: Ticket) -> None:
-        """Learn from one answer: window budget, throttles, and regrowth on success."""
+        """Learn from one answer: budget, pauses, the server's period, and the rate."""
         now = self._clock.monotonic()
+        admitted = answer.status != 429
+        hold = self.budget_hold
+        if admitted and hold.early(ticket.seq, now):
+            # The server took a request the spent budget said it would refuse: its headers
+            # describe no fixed window, so they no longer hold the client.
+            self.budget_trusted = False
+        hold.answered(ticket.seq, admitted, now)
+        self.pause.answered(ticket.seq, admitted, now)
+        self.bare_hold.answered(ticket.seq, admitted, now)
         info = answer.rate_limit
-        if info is not None and info.remaining is not None and info.reset is not None:
-            self._track_window(info, ticket, now)
-            if self.guess.engaged:
-                self.guess.disengage()  # the server states its window: no need to guess
-        if answer.status == 429:
+        if info is not None:
+            if info.remaining is not None and info.reset is not None:
+                self.budget.observe(info, ticket, now)
+            period = info.window if info.window is not None else info.reset
+            if period is not None:
+                self._lengthen(period)
+        if admitted:
+            self._admitted(ticket, now)
+        else:
             self._throttled(answer, ticket, now)
-            return
-        self.admitted += 1
-        if self._calm_answered is None:
-            self._calm_answered = now
-        if self.guess.engaged:
-            self.guess.admitted(ticket)
-        if self._in_episode and ticket.sent_at >= self._episode_start:
-            self._in_episode = False
-            self._bare_hold = BARE_HOLD_INITIAL
-            self._calm_since = ticket.sent_at
-            self._calm_seq = ticket.seq
-            self._calm_admitted = self.admitted - 1
-            self._calm_answered = now
-        if self.adaptive.rate is not None:
-            self.adaptive.on_success(now)
-            self._apply_rate()
-        self.concurrency.increase()
 
     def observe_success(self, ticket: Ticket) -> None:
         """``observe`` for a 2xx without rate-limit headers (the common case), no ``Answer``."""
         if (
-            self._in_episode
-            or self.adaptive.rate is not None
-            or self.guess.engaged
-            or self._calm_answered is None
+            self._refused_since is not None
+            or self.model.rate is not None
+            or self.pause.until > -math.inf
+            or self.budget_hold.until > -math.inf
+            or self.bare_hold.until > -math.inf
         ):
             self.observe(Answer(200, None, None), ticket)
         else:
             self.admitted += 1
-            self.concurrency.increase()
+            self.model.admitted(ticket.sent_at)
 
-    def _track_window(self, info: RateLimitInfo, ticket: Ticket, now: float) -> None:
-        remaining, reset = info.remaining, info.reset
-        assert remaining is not None
-        assert reset is not None
-        end = now + reset
-        last_seq = ticket.seq + remaining
-        if info.limit is not None:
-            self._window_limit = info.limit
-        if reset > self._window_length:
-            self._window_length = reset
-        if ticket.sent_at >= self._window_end:
-            # Sent after the tracked window surely ended: this answer opens a newer window.
-            self._window_end = end
-            self._window_last_seq = last_seq
-            return
-        if end < self._window_end:
-            self._window_end = end
-        if last_seq < self._window_last_seq:
-            self._window_last_seq = last_seq
+    def _lengthen(self, period: float) -> None:
+        """Measure admissions over at least ``period`` seconds from now on."""
+        if period > self._horizon:
+            self._horizon = min(LOG_SECONDS, period)
+
+    def _admitted(self, ticket: Ticket, now: float) -> None:
+        self.admitted += 1
+        self.model.admitted(ticket.sent_at)
+        refused_since = self._refused_since
+        if refused_since is not None and ticket.sent_at >= refused_since:
+            # How long the server took to admit again after refusing: its period, as far as
+            # bare 429s tell (a window's rest, a block, a bucket's refill of one request).
+            self._refused_since = None
+            cleared = ticket.sent_at - refused_since
+            self._lengthen(max((p for p in ROUND_PERIODS if p <= cleared), default=0.0))
+        if self.model.rate is not None:
+            self.model.regrow(now)
+            self._apply_rate()
 
     def _throttled(self, answer: Answer, ticket: Ticket, now: float) -> None:
-        if answer.rate_limit is None and answer.retry_after is None:
-            if self._guessed(ticket):
-                return
-        elif self.guess.engaged:
-            self.guess.disengage()  # a hint came: the pauses and the window budget take over
-        if ticket.sent_at < self._episode_start:
+        streak_begins = self._refused_since is None
+        if streak_begins:
+            self._refused_since = ticket.sent_at
+            self._bare_seconds = BARE_HOLD_INITIAL
+        info = answer.rate_limit
+        retry_after = answer.retry_after
+        budget_knows_end = self.budget_trusted and info is not None and info.reset is not None
+        if budget_knows_end:
+            # A trusted window budget knows the end more precisely than a rounded Retry-After,
+            # and it, not the rate, says when to send again.
             return
-        first = not self._in_episode
-        self._in_episode = True
-        self._episode_start = now
-        # Every throttle that is not an echo halves the requests in flight, so that probes
-        # after a pause go out one by one instead of as a crowd.
-        self.concurrency.decrease(CONCURRENCY_BACKOFF)
-        if first and answer.rate_limit is None and self.meter.count(now) >= MIN_MEASURED_SENDS:
-            self.adaptive.on_throttle(now, self.meter.rate(now))
+        if retry_after is not None:
+            self.pause.hold(now, max(retry_after, MIN_SERVER_WAIT))
+            if self.pause.trusted:
+                self._lengthen(retry_after)
+        elif info is None and ticket.sent_at >= self.bare_hold.until:
+            # No hint at all: pause briefly, longer while refusals go on, probing meanwhile.
+            self.bare_hold.hold(now, self._bare_seconds)
+            self._bare_seconds = min(2 * self._bare_seconds, BARE_HOLD_MAX)
+        if not streak_begins:
+            return  # one reaction per run of refusals: the rest are its echo
+        if self.model.throttled(now, ticket.sent_at, self._horizon):
             self._apply_rate()
-        if answer.rate_limit is not None and answer.rate_limit.reset is not None:
-            # The window budget knows the end more precisely than a rounded Retry-After.
-            return
-        if answer.retry_after is not None:
-            self._hold(answer.retry_after)
-        else:
-            self._hold(self._bare_hold)
-            self._bare_hold = min(self._bare_hold * 2, BARE_HOLD_MAX)
-
-    def _guessed(self, ticket: Ticket) -> bool:
-        """Whether the window guess accounts for this hintless 429 (so nothing else reacts)."""
-        guess = self.guess
-        was_engaged = guess.engaged
-        if not was_engaged and (
-            ticket.sent_at < self._episode_start or self.admitted - self._calm_admitted < MIN_BUDGET
-        ):
-            # An echo of an episode already handled, or too little success to call a window.
-            return False
-        calm = self.meter.first if self._calm_since is None else self._calm_since
-        answered = ticket.sent_at if self._calm_answered is None else self._calm_answered
-        if not guess.throttled(ticket, calm, self._calm_seq, answered - calm):
-            return False
-        if not was_engaged and self.adaptive.rate is not None:
-            # Bursts of a window's budget are the point now; the rate cap would spread them.
-            self.adaptive.reset()
-            self._apply_rate()
-        return True
 
     def _apply_rate(self) -> None:
-        rate = self.adaptive.rate
+        rate = self.model.rate
         if self._ceiling is not None:
             rate = self._ceiling if rate is None else min(rate, self._ceiling)
         if rate is None:
             self._pacer = None
         elif self._pacer is None:
-            self._pacer = Pacer(rate)
+            self._pacer = GcraPacer(rate)
         else:
             self._pacer.rate = rate
-
-    def _hold(self, seconds: float) -> None:
-        now = self._clock.monotonic()
-        until = now + seconds
-        if until <= self._hold_until:
-            return
-        self.cooldowns += 1
-        self.cooldown_seconds += until - max(now, self._hold_until)
-        self._hold_until = until
-
-    @property
-    def paused_for(self) -> float:
-        """Seconds left in the current shared pause (0 when none)."""
-        return max(0.0, self._hold_until - self._clock.monotonic())

@@ -1,0 +1,227 @@
+"""The plain adaptive rate: sends paced at what the server has been measured admitting.
+
+Every limiter a gateway runs (fixed or sliding window, token or leaky bucket, a cap on
+requests in flight) admits some number of requests per second in the long run, and that
+number can be read off the answers: while the client offers more than the server takes, the
+answers that were not 429 *are* the server's rate. So a throttle sets the send rate to the
+admissions measured over the last ``horizon`` seconds, never to a share of what was sent, and
+the rate then climbs back along a cubic curve (slowly near the measured rate, faster away from
+it) to find a limit that has risen. Sends are spaced evenly (a GCRA with no burst), which no
+limiter refuses when the rate is under its own.
+
+Invariants:
+- The rate is never set below ``MARGIN`` times the admissions measured when it is set.
+- A throttle reacts once per episode: 429s to requests sent before the last cut are the echo
+  of the same overload.
+- Pure and clock-driven: every method takes ``now``, so it is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["AdmissionLog", "AdmissionRate", "GcraPacer"]
+
+BUCKET = 0.05
+"""Seconds of admissions counted together in the log."""
+
+LOG_SECONDS = 64.0
+"""How far back the admission log reaches; the longest horizon a throttle measures over."""
+
+MIN_SPAN = 0.2
+"""Admissions measured over less time than this are too few to read a rate from."""
+
+MARGIN = 0.97
+"""After a throttle the rate is set to this share of the admissions measured: a little
+room for the trip-time jitter that bunches evenly spaced sends at the server."""
+
+RECOVERY = 1.5
+"""Seconds the cubic curve takes to climb from the cut back to the measured rate."""
+
+CUBE = (1.0 - MARGIN) / RECOVERY**3
+"""The cubic's coefficient, relative to the measured rate: past ``RECOVERY`` seconds the rate
+probes above it, by 3% a second later and 14% after ``2.7 * RECOVERY``."""
+
+MIN_RATE = 0.5
+"""Requests per second the rate never goes below, so a probe always gets out."""
+
+FEW_ADMISSIONS = 16
+"""A throttle that measured fewer admissions than this knows too little to pace by: the rate
+then doubles every ``DOUBLING`` seconds (a slow start) until the next throttle measures it."""
+
+DOUBLING = 0.2
+"""Seconds in which a slow start doubles the rate."""
+
+
+class AdmissionLog:
+    """Admitted requests by send time, in buckets of ``BUCKET`` seconds over ``LOG_SECONDS``."""
+
+    _SIZE = int(LOG_SECONDS / BUCKET)
+
+    def __init__(self) -> None:
+        self._counts = [0] * self._SIZE
+        self._last = -1  # index of the newest bucket written (bucket number mod size)
+        self._last_number = -1
+        self.first = math.inf
+        """When the first admission was recorded (infinity before any)."""
+
+    def record(self, when: float) -> None:
+        """Count one admitted request sent at ``when``."""
+        number = int(when / BUCKET)
+        if number != self._last_number:
+            if number < self._last_number:
+                # Sent before the newest bucket: count it there, the error is one bucket.
+                self._counts[self._last] += 1
+                return
+            self._advance(number)
+            if self.first == math.inf:
+                self.first = when
+        self._counts[self._last] += 1
+
+    def _advance(self, number: int) -> None:
+        gap = number - self._last_number
+        size = self._SIZE
+        if self._last_number < 0 or gap >= size:
+            self._counts = [0] * size
+        else:
+            for step in range(1, gap + 1):
+                self._counts[(self._last + step) % size] = 0
+        self._last = number % size
+        self._last_number = number
+
+    def count(self, now: float, span: float) -> int:
+        """Admissions sent in the last ``span`` seconds before ``now`` (whole buckets)."""
+        number = int(now / BUCKET)
+        if number > self._last_number:
+            self._advance(number)
+        buckets = min(self._SIZE, max(1, math.ceil(span / BUCKET - 1e-9)))
+        size = self._SIZE
+        last = self._last
+        return sum(self._counts[(last - i) % size] for i in range(buckets))
+
+    def rate(self, now: float, horizon: float) -> float:
+        """Admissions per second over the last ``horizon`` seconds (or since the first)."""
+        span = max(MIN_SPAN, min(horizon, LOG_SECONDS, now - self.first))
+        return self.count(now, span) / covered(now, span)
+
+
+def covered(now: float, span: float) -> float:
+    """The seconds that ``AdmissionLog.count(now, span)`` covers: whole buckets back, plus the
+    part of the current one already gone (its sends still in flight are few)."""
+    buckets = max(1, math.ceil(span / BUCKET - 1e-9))
+    return (buckets - 1) * BUCKET + max(now - int(now / BUCKET) * BUCKET, 1e-3)
+
+
+class GcraPacer:
+    """Evenly spaced send slots at ``rate`` per second (a virtual schedule, no background task).
+
+    Args:
+        rate: requests per second.
+        burst: how many requests may start back to back after an idle spell.
+    """
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        self._tat = -math.inf  # theoretical arrival time of the next request
+        self._burst = burst
+        self._interval = 0.0
+        self.rate = rate
+
+    @property
+    def rate(self) -> float:
+        """The current rate in requests per second."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"rate must be positive, got {value!r}")
+        interval = 1.0 / value
+        if self._tat != -math.inf:
+            # The next slot stays one interval after the last send, at the new interval.
+            self._tat += interval - self._interval
+        self._rate = value
+        self._interval = interval
+        self._tolerance = (self._burst - 1) * self._interval
+
+    def reserve(self, now: float) -> float:
+        """Book the next send slot and return how long to wait for it (0 when it is now)."""
+        tat = self._tat if self._tat > now else now
+        start = tat - self._tolerance
+        self._tat = tat + self._interval
+        return start - now if start > now else 0.0
+
+    def next_free(self, now: float) -> float:
+        """Seconds until a slot is free, without booking it (at the rate in force now)."""
+        start = self._tat - self._tolerance
+        return start - now if start > now else 0.0
+
+    def take(self, now: float) -> None:
+        """Book the slot that ``next_free`` said is free."""
+        tat = self._tat if self._tat > now else now
+        self._tat = tat + self._interval
+
+
+class AdmissionRate:
+    """The adaptive send rate: ``None`` until the first throttle, then measured and regrown."""
+
+    def __init__(self) -> None:
+        self.log = AdmissionLog()
+        self.rate: float | None = None
+        self.measured = 0.0
+        """The admissions per second measured at the last throttle."""
+        self.cuts = 0
+        """Throttles that set the rate."""
+        self._cut_at = -math.inf
+        self._cut_rate = MIN_RATE
+        self._slow = False
+
+    def admitted(self, sent_at: float) -> None:
+        """Count one request the server admitted."""
+        self.log.record(sent_at)
+
+    def throttled(self, now: float, sent_at: float, horizon: float) -> bool:
+        """Set the rate from the admissions of the last ``horizon`` seconds; ``False`` for an echo.
+
+        Args:
+            now: the current time.
+            sent_at: when the refused request was sent.
+            horizon: the period over which the server counts, as far as the client knows
+                (at least a second).
+        """
+        if sent_at < self._cut_at:
+            return False
+        log = self.log
+        measured = 0.0
+        count = 0
+        # Admissions over the server's period (a window admits in bursts). After a slow start
+        # the period holds the ramp, so the recent rate counts too, whichever is higher.
+        for want in (MIN_SPAN, horizon) if self._slow else (horizon,):
+            span = max(MIN_SPAN, min(want, LOG_SECONDS, now - log.first))
+            admitted = log.count(now, span)
+            rate = admitted / covered(now, span)
+            if rate > measured:
+                measured, count = rate, admitted
+        self.measured = measured
+        self.rate = max(MIN_RATE, MARGIN * measured)
+        self._cut_rate = self.rate
+        self._slow = count < FEW_ADMISSIONS
+        self._cut_at = now
+        self.cuts += 1
+        return True
+
+    def regrow(self, now: float) -> float | None:
+        """Move the rate along its curve to ``now``; the new rate (``None`` while unpaced)."""
+        if self.rate is None:
+            return None
+        elapsed = now - self._cut_at
+        if self._slow:
+            grown = self._cut_rate * 2.0 ** min(elapsed / DOUBLING, 30.0)
+        else:
+            t = elapsed - RECOVERY
+            grown = max(self.measured, MIN_RATE) * (1.0 + CUBE * t * t * t)
+        self.rate = max(MIN_RATE, self.rate, grown)
+        return self.rate
+
+    def reset(self) -> None:
+        """Lift the rate, as before the first throttle."""
+        self.rate = None
