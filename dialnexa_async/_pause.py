@@ -43,9 +43,15 @@ PROBE_EXPIRY = 2.0
 
 
 class ServerPause:
-    """A client-wide pause from the server's word, shortened when a probe gets through."""
+    """A client-wide pause from the server's word, shortened when a probe gets through.
 
-    def __init__(self) -> None:
+    Args:
+        settles: whether pauses that no probe beat ``STRIKES`` times in a row end probing;
+            ``False`` for pauses of the client's own choosing, whose length proves nothing.
+    """
+
+    def __init__(self, *, settles: bool = True) -> None:
+        self._settles = settles
         self.until = -math.inf
         self.probing = True
         """Whether pauses are tested with probes (off once they proved exact)."""
@@ -88,7 +94,7 @@ class ServerPause:
         if not self._early:
             self._early_ends = 0
         self._strikes = 0 if self._early else self._strikes + 1
-        if self._strikes >= STRIKES:
+        if self._settles and self._strikes >= STRIKES:
             self.probing = False
 
     def wait(self, now: float) -> float:
@@ -117,26 +123,29 @@ class ServerPause:
         return self._probe
 
     def early(self, seq: int, now: float) -> bool:
-        """Whether request ``seq``, just admitted at ``now``, is a probe that beat the pause."""
-        return seq == self._probe and now < self.until
+        """Whether request ``seq``, admitted at ``now``, is a probe that clearly beat the pause.
+
+        Clearly: by ``EARLY_SHARE`` of the pause or more; less is a server rounding its wait.
+        """
+        return seq == self._probe and self.until - now >= EARLY_SHARE * self._length
 
     def answered(self, seq: int, admitted: bool, now: float) -> None:
         """Learn from an answer: an admitted probe ends the pause."""
         if seq != self._probe:
             return
-        self._probe = None
         if admitted and now < self.until:
+            clearly = self.early(seq, now)
             self._early = True
             self.shortened += 1
-            beaten_by = self.until - now
             self.until = now
             self._strikes = 0
-            if beaten_by >= EARLY_SHARE * self._length:
+            if clearly:
                 self._early_ends += 1
                 if self._early_ends >= EARLY_ENDS:
                     self.trusted = False
             else:
                 self._early_ends = 0
+        self._probe = None
 
     def remaining(self, now: float) -> float:
         """Seconds left in the pause (0 when none)."""

@@ -31,7 +31,6 @@ import math
 from collections import deque
 from typing import NamedTuple, Protocol
 
-from ._adaptive import SendRateMeter
 from ._clock import Clock
 from ._errors import RateLimitError
 from ._header_budget import HeaderBudget
@@ -39,6 +38,7 @@ from ._limiter import AdaptiveLimiter
 from ._pause import ServerPause
 from ._rate_model import LOG_SECONDS, AdmissionRate, GcraPacer
 from ._sansio.answer import Answer
+from ._send_meter import SendRateMeter
 
 __all__ = ["Answer", "ClientRateControl", "GcraPacer", "RateControl", "Ticket"]
 
@@ -108,7 +108,7 @@ class ClientRateControl:
         self._max_wait = max_wait
         self.model = AdmissionRate()
         self.pause = ServerPause()
-        self.bare_hold = ServerPause()
+        self.bare_hold = ServerPause(settles=False)
         self._bare_seconds = BARE_HOLD_INITIAL
         self.budget = HeaderBudget()
         self.budget_hold = ServerPause()
@@ -209,7 +209,7 @@ class ClientRateControl:
                 if pacer is None:
                     return
                 now = clock.monotonic()
-                if self.model.rate is not None:
+                if self.model.rate is not None and self._refused_since is None:
                     self.model.regrow(now)
                     self._apply_rate()
                 delay = pacer.next_free(now)
@@ -307,7 +307,7 @@ class ClientRateControl:
             self._refused_since = None
             cleared = ticket.sent_at - refused_since
             self._lengthen(max((p for p in ROUND_PERIODS if p <= cleared), default=0.0))
-        if self.model.rate is not None:
+        if self.model.rate is not None and self._refused_since is None:
             self.model.regrow(now)
             self._apply_rate()
 
