@@ -2,10 +2,11 @@
 
 Examples::
 
-    python -m benchmarks                    # the default run (~10 minutes)
+    python -m benchmarks                    # the default run (~13 minutes)
     python -m benchmarks --quick            # small counts, fewer rounds (~1 minute)
     python -m benchmarks --with-million     # also walk 1,000,000 ids in the memory scenario
     python -m benchmarks --scenarios a,e    # only some scenarios ("c" is both rate-limit ones)
+    python -m benchmarks --scenarios z      # the limiter zoo (~35 minutes; --quick: ~3)
     python -m benchmarks --profile sdk      # scenario (a) for one contender under pyinstrument
 """
 
@@ -25,8 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _report, _runner
-from ._contenders import REGISTRY
+from . import _report, _runner, _zoo
+from ._contenders import LOOPS, REGISTRY, is_known, split_name
 from ._scenarios import (
     MEMORY_SIZES,
     MEMORY_SIZES_MILLION,
@@ -36,7 +37,10 @@ from ._scenarios import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCENARIO_ORDER = ("a", "b", "c-retry-after", "c-bare", "d", "e")
+SCENARIO_ORDER = ("a", "b", "c-retry-after", "c-bare", "d", "e", "z")
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIO_ORDER if name != "z")
+"""What a run without ``--scenarios`` covers: everything but the zoo, which alone takes
+longer than the rest together."""
 _ALIASES = {"c": ("c-retry-after", "c-bare"), "all": SCENARIO_ORDER}
 _PACKAGES = (
     "dialnexa-async",
@@ -51,6 +55,7 @@ _PACKAGES = (
     "httpcore",
     "matplotlib",
     "pyinstrument",
+    "uvloop",
 )
 
 
@@ -77,11 +82,23 @@ def _scenario_list(text: str) -> list[str]:
 def _name_list(text: str) -> list[str]:
     names = [p.strip() for p in text.split(",") if p.strip()]
     for name in names:
-        if name not in REGISTRY:
+        if not is_known(name):
             raise argparse.ArgumentTypeError(
-                f"unknown contender {name!r}; choose from {', '.join(REGISTRY)}"
+                f"unknown contender {name!r}; choose from {', '.join(REGISTRY)}, "
+                f"each also as NAME@{'/'.join(LOOPS[1:])}"
             )
     return names
+
+
+def _zoo_rows(text: str) -> list[str]:
+    keys = [p.strip() for p in text.split(",") if p.strip()]
+    known = [row.key for row in _zoo.ROWS]
+    for key in keys:
+        if key not in known:
+            raise argparse.ArgumentTypeError(
+                f"unknown zoo row {key!r}; choose from {', '.join(known)}"
+            )
+    return keys
 
 
 def _size_list(text: str) -> list[int]:
@@ -99,14 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scenarios",
         type=_scenario_list,
-        default=list(SCENARIO_ORDER),
-        help="comma-separated: a, b, c-retry-after, c-bare (c: both), d, e (default all)",
+        default=list(DEFAULT_SCENARIOS),
+        help="comma-separated: a, b, c-retry-after, c-bare (c: both), d, e, z (the limiter "
+        "zoo, ~35 minutes), all (default: all but z)",
     )
     parser.add_argument(
         "--contenders",
         type=_name_list,
         default=None,
-        help="only these contenders (also aiohttp-gather, aiohttp-pool)",
+        help="only these contenders (also aiohttp-gather, aiohttp-pool, paced; NAME@uvloop)",
+    )
+    parser.add_argument(
+        "--zoo-rows",
+        type=_zoo_rows,
+        default=None,
+        help="only these rows of the zoo, comma-separated keys (default all; --quick: a subset)",
     )
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply every lead count (smoke tests)"
@@ -187,20 +211,43 @@ def _scaled(n: int, scale: float) -> int:
     return max(1, round(n * scale))
 
 
+def _contenders_for(scenario: Scenario, ns: argparse.Namespace) -> list[str]:
+    """The scenario's own contenders, narrowed by ``--contenders``, plus extra variants."""
+    contenders = [c for c in scenario.contenders if ns.contenders is None or c in ns.contenders]
+    if ns.contenders is not None and scenario.kind != "memory":
+        # Extra variants asked for by name (aiohttp-gather, aiohttp-pool, paced, @uvloop)
+        # join every throughput, rate-limit and zoo scenario where they can run.
+        has_limit = scenario.kind == "zoo" or scenario.pace is not None
+        contenders += [
+            c
+            for c in ns.contenders
+            if c not in contenders
+            and split_name(c)[0] != "sdk-iter"
+            and (has_limit or not REGISTRY[split_name(c)[0]].needs_pace)
+        ]
+    return contenders
+
+
+def _rounds_for(scenario: Scenario, ns: argparse.Namespace, rounds: int) -> int:
+    cap = scenario.quick_max_rounds if ns.quick else scenario.max_rounds
+    return rounds if cap is None else min(rounds, cap)
+
+
+def _pace_for(name: str, pace: float | None) -> float | None:
+    """The limit to tell ``name``: only a contender that paces itself is told it."""
+    return pace if REGISTRY[split_name(name)[0]].needs_pace else None
+
+
 def _run_scenario(
     scenario: Scenario,
     ns: argparse.Namespace,
     cores: _runner.Cores,
     rounds: int,
 ) -> dict[str, Any]:
-    contenders = [c for c in scenario.contenders if ns.contenders is None or c in ns.contenders]
-    if ns.contenders is not None and scenario.kind != "memory":
-        # Extra variants asked for by name (aiohttp-gather, aiohttp-pool) join every
-        # throughput and rate-limit scenario.
-        contenders += [c for c in ns.contenders if c not in contenders and c not in ("sdk-iter",)]
-    cap = scenario.quick_max_rounds if ns.quick else scenario.max_rounds
-    if cap is not None:
-        rounds = min(rounds, cap)
+    if scenario.kind == "zoo":
+        return _run_zoo(scenario, ns, cores, rounds)
+    contenders = _contenders_for(scenario, ns)
+    rounds = _rounds_for(scenario, ns, rounds)
     runs: list[dict[str, Any]] = []
     data: dict[str, Any] = {
         "title": scenario.title,
@@ -246,7 +293,13 @@ def _run_scenario(
                         time.sleep(scenario.rate_window)
                     n = _scaled(scenario.n_for(name, quick=ns.quick), ns.scale)
                     result = _runner.run_contender(
-                        name, scenario, srv.base_url, n, cores, server_cpu=srv.cpu_seconds
+                        name,
+                        scenario,
+                        srv.base_url,
+                        n,
+                        cores,
+                        server_cpu=srv.cpu_seconds,
+                        pace=_pace_for(name, scenario.pace),
                     )
                     result["round"] = round_index
                     runs.append(result)
@@ -257,8 +310,67 @@ def _run_scenario(
     return data
 
 
-def _log_run(scenario: Scenario, result: dict[str, Any], index: int, rounds: int) -> None:
-    prefix = f"   [{scenario.name} {index}/{rounds}] {result['contender']:<14}"
+def _run_zoo(
+    scenario: Scenario,
+    ns: argparse.Namespace,
+    cores: _runner.Cores,
+    rounds: int,
+) -> dict[str, Any]:
+    """Every row in turn, each contender once per round, each run on a fresh simulator."""
+    contenders = _contenders_for(scenario, ns)
+    rounds = _rounds_for(scenario, ns, rounds)
+    if ns.zoo_rows is not None:
+        rows = [row for row in _zoo.ROWS if row.key in ns.zoo_rows]
+    else:
+        rows = list(_zoo.QUICK_ROWS if ns.quick else _zoo.ROWS)
+    plans = {row.key: _zoo.plan(row, quick=ns.quick, scale=ns.scale) for row in rows}
+    runs: list[dict[str, Any]] = []
+    data: dict[str, Any] = {
+        "title": scenario.title,
+        "kind": scenario.kind,
+        "concurrency": scenario.concurrency,
+        "rounds": rounds,
+        "contenders": contenders,
+        "plans": {key: planned.as_dict() for key, planned in plans.items()},
+        "runs": runs,
+    }
+    if not contenders or not rows:
+        data["summary"] = {}
+        return data
+    _log(f"== {scenario.title}: {len(rows)} rows x {len(contenders)} contenders x {rounds}")
+    for round_index in range(1, rounds + 1):
+        for key, planned in plans.items():
+            for name in contenders:
+                # A fresh simulator per run: every run meets a limiter with no history.
+                with _runner.server(planned.server_flags, cores) as srv:
+                    result = _runner.run_contender(
+                        name,
+                        scenario,
+                        srv.base_url,
+                        planned.n,
+                        cores,
+                        server_cpu=srv.cpu_seconds,
+                        pace=_pace_for(name, planned.pace),
+                    )
+                    if not srv.alive():
+                        raise RuntimeError(f"the simulator died: {srv.log_tail()}")
+                result["round"] = round_index
+                result["row"] = key
+                runs.append(result)
+                _log_run(scenario, result, round_index, rounds, planned)
+    data["summary"] = _zoo.summarize(data["plans"], runs)
+    return data
+
+
+def _log_run(
+    scenario: Scenario,
+    result: dict[str, Any],
+    index: int,
+    rounds: int,
+    planned: _zoo.Plan | None = None,
+) -> None:
+    row = f" {planned.row.key:<15}" if planned is not None else ""
+    prefix = f"   [{scenario.name} {index}/{rounds}]{row} {result['contender']:<14}"
     if result.get("crashed"):
         _log(f"{prefix} CRASHED (exit {result.get('returncode')}): {result.get('stderr', '')}")
         return
@@ -271,8 +383,13 @@ def _log_run(scenario: Scenario, result: dict[str, Any], index: int, rounds: int
     ]
     if result.get("server_util") is not None:
         parts.append(f"server {result['server_util']:.0%}")
-    if scenario.kind == "ratelimit":
+    if scenario.retries:
         parts.append(f"429s {result['rate_limited']}/{result['requests']}")
+    if planned is not None:
+        numbers = _zoo.run_numbers(planned.row, planned.change_at, result)
+        parts.insert(0, f"goodput {numbers['goodput']:.1%}")
+        if numbers["tail_goodput"] is not None:
+            parts.insert(1, f"tail {numbers['tail_goodput']:.1%}")
     if not result.get("intact"):
         parts.append(f"CHECK FAILED {result.get('errors')}")
     elif not result.get("passed"):
@@ -362,9 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     failed = [
         run
-        for data in results["scenarios"].values()
+        for name, data in results["scenarios"].items()
         for run in data["runs"]
-        if not run.get("intact" if data["kind"] == "ratelimit" else "passed")
+        if not run.get("intact" if SCENARIOS[name].retries else "passed")
     ]
     if failed or results.get("micro", {}).get("crashed"):
         print(f"{len(failed)} run(s) failed their check or crashed", file=sys.stderr)

@@ -4,9 +4,12 @@ idiomatically gets.
 Each contender is ``async def(run, tally) -> verify``: it fetches ``run.n`` leads (ids from
 ``lead_id``) with ``run.concurrency`` requests in flight, counts its own requests and 429s in
 ``tally``, and returns a closure that checks, after the clock has stopped, that every id asked
-for came back exactly once as a lead with that same id. In the rate-limit scenarios
-(``run.retries``) the raw clients wrap each request in a plain retry loop; the SDK and the
-quick SDK always retry through their own machinery.
+for came back exactly once as a lead with that same id. In the rate-limit scenarios and the
+zoo (``run.retries``) the raw clients wrap each request in a plain retry loop; the SDK and the
+quick SDK always retry through their own machinery. ``paced`` is raw aiohttp with that same
+loop whose sends are also spaced evenly at a rate it is told (``run.pace``).
+
+A name may carry an event loop, ``sdk@uvloop``: the same contender under ``uvloop.run``.
 """
 
 from __future__ import annotations
@@ -16,13 +19,25 @@ import dataclasses
 import functools
 import importlib
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from ._scenarios import API_KEY, MAX_TRIES, lead_id
 
-__all__ = ["REGISTRY", "Check", "Entry", "Run", "Tally"]
+__all__ = [
+    "LOOPS",
+    "PACE_SHARE",
+    "REGISTRY",
+    "Check",
+    "Entry",
+    "Pacer",
+    "Run",
+    "Tally",
+    "is_known",
+    "split_name",
+]
 
 BACKOFF_INITIAL = 0.5
 """The raw retry loops' first backoff ceiling without Retry-After (the SDK's own value)."""
@@ -32,6 +47,18 @@ BACKOFF_MAX = 8.0
 
 MAX_ERRORS_KEPT = 3
 """Error messages a run reports verbatim; the rest are only counted."""
+
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Statuses the raw retry loops retry: a throttle, or a gateway's transient failure."""
+
+PACE_SHARE = 0.95
+"""The share of the limit it is told that ``paced`` sends at: headroom for timer jitter."""
+
+LOOPS = ("asyncio", "uvloop")
+"""Event loops a contender can run on; the first is the default."""
+
+LOOP_SEPARATOR = "@"
+"""Joins a contender's name and its event loop: ``sdk@uvloop``."""
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -44,9 +71,12 @@ class Run:
         base_url: the simulator's API root, ``http://127.0.0.1:PORT/v1``.
         n: leads to fetch, ids ``lead_id(0) .. lead_id(n - 1)``.
         concurrency: requests in flight at most.
-        retries: whether the raw clients retry 429s (the rate-limit scenarios).
+        retries: whether the raw clients retry 429s and 5xx (the rate-limit scenarios).
         streaming: ids are generated lazily and results checked as they arrive, so nothing
             grows with ``n`` but a one-byte-per-id tick sheet (the memory scenario).
+        timeline: record when leads arrive (``Tally.marks``), for goodput over time (the zoo).
+        pace: the server's long-run limit in requests per second, as ``paced`` is told it;
+            ``None`` where there is no limit.
         ids: every id of the run, in order; empty when streaming.
     """
 
@@ -55,15 +85,25 @@ class Run:
     concurrency: int
     retries: bool = False
     streaming: bool = False
+    timeline: bool = False
+    pace: float | None = None
     ids: list[str] = dataclasses.field(default_factory=list, repr=False)
 
     @classmethod
     def build(
-        cls, base_url: str, n: int, concurrency: int, *, retries: bool, streaming: bool
+        cls,
+        base_url: str,
+        n: int,
+        concurrency: int,
+        *,
+        retries: bool,
+        streaming: bool,
+        timeline: bool = False,
+        pace: float | None = None,
     ) -> Run:
         """A run with its ids built now, before the clock starts (none when streaming)."""
         ids = [] if streaming else [lead_id(i) for i in range(n)]
-        return cls(base_url, n, concurrency, retries, streaming, ids)
+        return cls(base_url, n, concurrency, retries, streaming, timeline, pace, ids)
 
     def url(self, lead: str) -> str:
         """The URL of one lead, as a hand-written client builds it."""
@@ -72,10 +112,22 @@ class Run:
 
 @dataclasses.dataclass
 class Tally:
-    """What a contender counts about its own traffic."""
+    """What a contender counts about its own traffic.
+
+    Args:
+        requests: HTTP requests sent.
+        rate_limited: of those, answered 429.
+        marks: with ``run.timeline``, ``(time.perf_counter(), leads so far)`` pairs in time
+            order: one per lead for the raw clients, one per progress report for the SDK.
+    """
 
     requests: int = 0
     rate_limited: int = 0
+    marks: list[tuple[float, int]] = dataclasses.field(default_factory=list, repr=False)
+
+    def mark(self) -> None:
+        """Record that one more lead arrived just now."""
+        self.marks.append((time.perf_counter(), len(self.marks) + 1))
 
 
 @dataclasses.dataclass
@@ -162,6 +214,18 @@ class _TickSheet:
         return self.check
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """``"sdk@uvloop"`` -> ``("sdk", "uvloop")``; a bare name runs on the default loop."""
+    base, _, loop = name.partition(LOOP_SEPARATOR)
+    return base, loop or LOOPS[0]
+
+
+def is_known(name: str) -> bool:
+    """Whether ``name`` is a registered contender, with or without a known loop."""
+    base, loop = split_name(name)
+    return base in REGISTRY and loop in LOOPS
+
+
 def plain_delay(retry_after: str | None, attempt: int) -> float:
     """A plain retry loop's wait: Retry-After when given, else jittered exponential backoff."""
     if retry_after is not None:
@@ -180,6 +244,50 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class GaveUp(Exception):
+    """The plain retry loop's last answer was still one it retries."""
+
+    def __init__(self, status: int, retry_after: str | None) -> None:
+        super().__init__(f"gave up after {MAX_TRIES} attempts; last status {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Pacer:
+    """Even spacing shared by every worker: the k-th send goes no earlier than k / rate.
+
+    A GCRA with no burst. Invariant: ``_next`` is the earliest time the next send may go;
+    a caller takes ``max(_next, now)`` as its slot and moves ``_next`` one interval past it,
+    so slots go out in call order, one interval apart.
+
+    asyncio wakes a sleeper up to a millisecond or so late (epoll rounds its timeout up to
+    the millisecond), which would let two sends land closer than a strict-spacing limiter
+    allows; so a waiter sleeps until ``SPIN_BEFORE`` ahead of its slot and then yields to
+    the loop until the slot has come.
+    """
+
+    SPIN_BEFORE = 0.002
+    """Seconds before its slot a waiter stops sleeping and starts yielding."""
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError(f"the pace must be positive, got {rate!r}")
+        self.interval = 1.0 / rate
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        """Return at this caller's slot."""
+        loop = asyncio.get_running_loop()
+        slot = max(self._next, loop.time())
+        self._next = slot + self.interval
+        left = slot - loop.time()
+        if left > self.SPIN_BEFORE:
+            await asyncio.sleep(left - self.SPIN_BEFORE)
+        # Waiting for a moment, not for an event: nothing could set one at the slot.
+        while loop.time() < slot:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+
+
 # --- dialnexa_async -------------------------------------------------------------------------
 
 
@@ -195,10 +303,22 @@ def _sdk_client(run: Run) -> Any:
 
 
 async def sdk_get_leads(run: Run, tally: Tally) -> Verify:
-    """``get_leads(ids)``: one list of results in input order."""
+    """``get_leads(ids)``: one list of results in input order.
+
+    With ``run.timeline`` the public ``progress`` callback (about ten reports a second)
+    records how many leads had arrived when.
+    """
     ids = run.ids
+    marks = tally.marks
+
+    def progress(report: Any) -> None:
+        marks.append((time.perf_counter(), report.ok))
+
     async with _sdk_client(run) as client:
-        results = await client.get_leads(ids)
+        if run.timeline:
+            results = await client.get_leads(ids, progress=progress)
+        else:
+            results = await client.get_leads(ids)
         tally.requests = client.stats.requests
         tally.rate_limited = client.stats.rate_limited
 
@@ -244,8 +364,14 @@ async def sdk_iter_leads(run: Run, tally: Tally) -> Verify:
 # --- raw aiohttp ----------------------------------------------------------------------------
 
 
-def _aiohttp_fetcher(run: Run, tally: Tally) -> Callable[[Any, str], Awaitable[Any]]:
-    """One GET and ``resp.json()``; in the rate-limit scenarios, inside a plain retry loop."""
+def _aiohttp_fetcher(
+    run: Run, tally: Tally, pacer: Pacer | None = None
+) -> Callable[[Any, str], Awaitable[Any]]:
+    """One GET and ``resp.json()``; in the rate-limit scenarios, inside a plain retry loop.
+
+    The loop retries 429 and the transient 5xx (``RETRIED_STATUSES``) up to ``MAX_TRIES``
+    attempts; with a ``pacer`` every attempt first waits for its send slot.
+    """
 
     async def fetch(session: Any, lead: str) -> Any:
         tally.requests += 1
@@ -255,17 +381,25 @@ def _aiohttp_fetcher(run: Run, tally: Tally) -> Callable[[Any, str], Awaitable[A
 
     async def fetch_retrying(session: Any, lead: str) -> Any:
         url = run.url(lead)
+        status, retry_after = 0, None
         for attempt in range(MAX_TRIES):
+            if pacer is not None:
+                await pacer.wait()
             tally.requests += 1
             async with session.get(url) as resp:
-                if resp.status != 429:
+                status = resp.status
+                if status not in RETRIED_STATUSES:
                     resp.raise_for_status()
-                    return await resp.json()
-                tally.rate_limited += 1
+                    body = await resp.json()
+                    if run.timeline:
+                        tally.mark()
+                    return body
+                if status == 429:
+                    tally.rate_limited += 1
                 retry_after = resp.headers.get("Retry-After")
             if attempt + 1 < MAX_TRIES:
                 await asyncio.sleep(plain_delay(retry_after, attempt))
-        raise RateLimited(retry_after)
+        raise GaveUp(status, retry_after)
 
     return fetch_retrying if run.retries else fetch
 
@@ -282,6 +416,23 @@ async def aiohttp_gather(run: Run, tally: Tally) -> Verify:
     """One session, ``TCPConnector(limit=c)``, a task per id under ``Semaphore(c)``, gather."""
     ids = run.ids
     fetch = _aiohttp_fetcher(run, tally)
+    semaphore = asyncio.Semaphore(run.concurrency)
+    async with _aiohttp_session(run) as session:
+
+        async def bounded(lead: str) -> Any:
+            async with semaphore:
+                return await fetch(session, lead)
+
+        results = await asyncio.gather(*(bounded(i) for i in ids), return_exceptions=True)
+    return lambda: _check_in_order(ids, results, lambda body: body["id"])
+
+
+async def aiohttp_paced(run: Run, tally: Tally) -> Verify:
+    """The gather form and its retry loop, every send spaced at ``PACE_SHARE`` of ``run.pace``."""
+    if run.pace is None:
+        raise ValueError("the paced contender needs the limit it is told: --pace")
+    ids = run.ids
+    fetch = _aiohttp_fetcher(run, tally, Pacer(PACE_SHARE * run.pace))
     semaphore = asyncio.Semaphore(run.concurrency)
     async with _aiohttp_session(run) as session:
 
@@ -445,15 +596,17 @@ class Entry:
         modules: modules imported up front; a process imports nothing another contender needs,
             so peak RSS compares like with like.
         prepare: one-time set-up a real program does at import (the quick SDK's types).
+        needs_pace: runs only where the server has a limit to be told (``Run.pace``).
     """
 
     run: Contender
     modules: tuple[str, ...]
     prepare: Callable[[], object] | None = None
+    needs_pace: bool = False
 
-    def load(self) -> None:
-        """Import the modules and run the set-up."""
-        for module in self.modules:
+    def load(self, loop: str = LOOPS[0]) -> None:
+        """Import the modules (and the event loop's) and run the set-up."""
+        for module in (*self.modules, *(() if loop == LOOPS[0] else (loop,))):
             importlib.import_module(module)
         if self.prepare is not None:
             self.prepare()
@@ -468,7 +621,11 @@ REGISTRY: Mapping[str, Entry] = {
     "aiohttp": Entry(aiohttp_gather, _AIOHTTP),
     "aiohttp-gather": Entry(aiohttp_gather, _AIOHTTP),
     "aiohttp-pool": Entry(aiohttp_pool, _AIOHTTP),
+    "paced": Entry(aiohttp_paced, _AIOHTTP, needs_pace=True),
     "httpx": Entry(httpx_gather, ("httpx",)),
     "quick-sdk": Entry(quick_sdk, ("aiohttp", "tenacity"), _quick_sdk_types),
 }
-"""Contenders by name. ``aiohttp`` is the gather form: faster here than a worker pool."""
+"""Contenders by name. ``aiohttp`` is the gather form: faster here than a worker pool.
+
+Any of them runs under uvloop as ``NAME@uvloop`` (``split_name``).
+"""

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import _zoo
+from ._contenders import LOOP_SEPARATOR, split_name
 from ._scenarios import BASELINE, SCENARIOS
 
 __all__ = [
@@ -75,8 +77,18 @@ def summarize_contender(runs: Sequence[Mapping[str, Any]], scenario: str) -> dic
     return summary
 
 
+def baseline_for(contender: str) -> str:
+    """The contender ``contender`` is compared with: raw aiohttp on the same event loop."""
+    loop = split_name(contender)[1]
+    return BASELINE if loop == split_name(BASELINE)[1] else f"{BASELINE}{LOOP_SEPARATOR}{loop}"
+
+
 def summarize(scenario: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per-contender summaries of one scenario, with ratios to the baseline's median."""
+    """Per-contender summaries of one scenario, with ratios to the baseline's median.
+
+    A contender on another event loop (``sdk@uvloop``) is compared with the baseline on that
+    loop (``aiohttp@uvloop``), so each loop's column reads as the SDK's cost over raw aiohttp.
+    """
     spec = SCENARIOS[scenario]
     if spec.kind == "memory":
         return {
@@ -95,8 +107,8 @@ def summarize(scenario: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any
     for run in runs:
         by_contender.setdefault(run["contender"], []).append(run)
     summary = {name: summarize_contender(rs, scenario) for name, rs in by_contender.items()}
-    base = summary.get(BASELINE, {}).get("median")
-    for entry in summary.values():
+    for name, entry in summary.items():
+        base = summary.get(baseline_for(name), {}).get("median")
         median = entry["median"]
         entry["ratio"] = median / base if median is not None and base else None
     return summary
@@ -124,6 +136,17 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 ">= 0.90x and > httpx",
                 f"{_fmt_ratio(ratio)}; httpx {_fmt_rate(httpx)} leads/s",
                 ratio is not None and ratio >= 0.90 and beats,
+            )
+        )
+    uvloop_sdk = f"sdk{LOOP_SEPARATOR}uvloop"
+    if uvloop_sdk in a and baseline_for(uvloop_sdk) in a:
+        ratio = a[uvloop_sdk]["ratio"]
+        targets.append(
+            _target(
+                "(a) get_leads vs raw aiohttp, both on uvloop",
+                ">= 0.90x",
+                f"{_fmt_ratio(ratio)}; {_fmt_rate(a[uvloop_sdk]['median'])} leads/s",
+                ratio is not None and ratio >= 0.90,
             )
         )
     b = scenarios.get("b", {}).get("summary", {})
@@ -178,6 +201,24 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                     else f" ({growth:+.1%} from {ref['n']:,} to {largest['n']:,})"
                 ),
                 met,
+            )
+        )
+    zoo = scenarios.get("z", {}).get("summary", {})
+    judged = [row for row in zoo.get("rows", ()) if _zoo.JUDGED in row["contenders"]]
+    if judged:
+        worst = judged[0]
+        clean = sum(1 for row in judged if not row["flags"])
+        goodput = worst["contenders"][_zoo.JUDGED]["goodput"]
+        targets.append(
+            _target(
+                "(z) limiter zoo: every row, sdk told nothing",
+                f">= {_zoo.TARGET_STATED:.0%} of the limit ({_zoo.TARGET_BARE:.0%} bare), "
+                f"<= {_zoo.MAX_GAP_TO_PLAIN * 100:.0f} pts below {_zoo.PLAIN}, 429s <= "
+                f"{_zoo.MAX_429_STATED:.0%} ({_zoo.MAX_429_BARE:.0%} bare), no id lost",
+                f"{clean}/{len(judged)} rows clean; worst {worst['row']}: goodput "
+                f"{_fmt_pct(goodput)} (target {_fmt_pct(worst['target'])})"
+                + (f", {'; '.join(worst['flags'])}" if worst["flags"] else ""),
+                clean == len(judged),
             )
         )
     micro = results.get("micro", {}).get("cases", {})
@@ -239,11 +280,83 @@ def _check_cell(entry: Mapping[str, Any]) -> str:
     return cell
 
 
+def _zoo_goodput_cell(entry: Mapping[str, Any]) -> str:
+    cell = _fmt_pct(entry["goodput"])
+    if entry["tail_goodput"] is not None:
+        cell += f" (tail {_fmt_pct(entry['tail_goodput'])})"
+    if entry["crashed"]:
+        cell += f" [{entry['crashed']} crashed]"
+    return cell
+
+
+def _fmt_seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _zoo_lines(data: Mapping[str, Any], markdown: bool) -> list[str]:
+    """One line per row, worst for the judged contender first, contenders side by side."""
+    summary = data["summary"]
+    rows = summary["rows"]
+    order = [c for c in data.get("contenders", ()) if any(c in r["contenders"] for r in rows)]
+    header = ["#", "row", "limiter", "429s say", "faults", "target"]
+    for contender in order:
+        header += [
+            f"{contender} goodput",
+            f"{contender} 429s",
+            f"{contender} lost/failed",
+            f"{contender} time",
+        ]
+    header.append("flags")
+    table = []
+    for rank, row in enumerate(rows, 1):
+        cells = [
+            str(rank),
+            row["row"],
+            row["limiter"],
+            row["answers"],
+            row["faults"],
+            _fmt_pct(row["target"]),
+        ]
+        for contender in order:
+            entry = row["contenders"].get(contender)
+            if entry is None:
+                cells += ["-", "-", "-", "-"]
+                continue
+            cells += [
+                _zoo_goodput_cell(entry),
+                _fmt_pct(entry["share_429"]),
+                f"{entry['lost']}/{entry['failed']}",
+                _fmt_seconds(entry["elapsed"]),
+            ]
+        cells.append("; ".join(row["flags"]) or "ok")
+        table.append(cells)
+    note = (
+        "goodput = ok / (B + integral of L dt): B what the limiter admits at once, L its "
+        f"long-run rate; rows sorted worst first for {summary['judged']} (goodput minus "
+        f"target); {summary['flagged']}/{len(rows)} rows flagged."
+    )
+    return [note, "", *_table(header, table, markdown), ""]
+
+
+def _loop_ratio_line(summary: Mapping[str, Any]) -> str | None:
+    """``sdk/aiohttp: 0.99x on asyncio, 0.97x on uvloop``, when more than one loop ran."""
+    parts = []
+    for name, entry in summary.items():
+        base, loop = split_name(name)
+        if base == "sdk" and entry.get("ratio") is not None:
+            parts.append(f"{_fmt_ratio(entry['ratio'])} on {loop}")
+    if len(parts) < 2:
+        return None
+    return f"sdk/{BASELINE}, each on its own event loop: " + ", ".join(parts) + "."
+
+
 def _scenario_lines(name: str, data: Mapping[str, Any], markdown: bool) -> list[str]:
     spec = SCENARIOS[name]
     summary = data["summary"]
     heading = f"{spec.title}  [{data['rounds']} rounds]"
     lines = [f"**{heading}**" if markdown else heading, ""]
+    if spec.kind == "zoo":
+        return [*lines, *_zoo_lines(data, markdown)]
     if spec.kind == "memory":
         header = ["contender", "ids", "peak RSS", "RSS after imports", "leads/s", "check"]
         rows = [
@@ -298,7 +411,7 @@ def _scenario_lines(name: str, data: Mapping[str, Any], markdown: bool) -> list[
         "leads/s median",
         "min",
         "max",
-        f"vs {BASELINE}",
+        f"vs {BASELINE} (same loop)",
         "CPU us/lead",
         "GCs",
         "server CPU",
@@ -323,7 +436,8 @@ def _scenario_lines(name: str, data: Mapping[str, Any], markdown: bool) -> list[
                 _check_cell(e),
             ]
         )
-    return [*lines, *_table(header, rows, markdown), ""]
+    loops = _loop_ratio_line(summary)
+    return [*lines, *_table(header, rows, markdown), *([] if loops is None else ["", loops]), ""]
 
 
 def _micro_lines(micro: Mapping[str, Any], markdown: bool) -> list[str]:
@@ -396,7 +510,7 @@ def write_chart(results: Mapping[str, Any], path: Path) -> None:
     panels: list[tuple[str, Mapping[str, Any]]] = [
         (name, data)
         for name, data in scenarios.items()
-        if data.get("summary") and SCENARIOS[name].kind != "memory"
+        if data.get("summary") and SCENARIOS[name].kind in ("throughput", "ratelimit")
     ]
     extra = int("d" in scenarios and bool(scenarios["d"].get("summary")))
     micro = results.get("micro")
@@ -411,7 +525,9 @@ def write_chart(results: Mapping[str, Any], path: Path) -> None:
     colors = {
         "sdk": "#1f6feb",
         "sdk-iter": "#6ea8fe",
+        "sdk@uvloop": "#0a3069",
         "aiohttp": "#2da44e",
+        "aiohttp@uvloop": "#116329",
         "httpx": "#d29922",
         "quick-sdk": "#cf222e",
     }

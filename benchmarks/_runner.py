@@ -186,11 +186,13 @@ def run_contender(
     server_cpu: Callable[[], float | None] | None = None,
     profile: Path | None = None,
     timeout: float | None = None,
+    pace: float | None = None,
 ) -> dict[str, Any]:
     """Run one contender in a fresh pinned subprocess and return its JSON result.
 
     A run that crashed or printed no JSON is returned as ``{"crashed": True, ...}`` with the
-    end of its stderr, so one bad run does not end the suite.
+    end of its stderr, so one bad run does not end the suite. ``pace`` is the limit a paced
+    contender is told, in requests per second.
     """
     command = [
         PYTHON,
@@ -208,6 +210,8 @@ def run_contender(
     ]
     if profile is not None:
         command += ["--profile", str(profile)]
+    if pace is not None:
+        command += ["--pace", repr(pace)]
     limit = timeout if timeout is not None else max(300.0, n / 50)
     before = server_cpu() if server_cpu is not None else None
     process = subprocess.Popen(

@@ -14,6 +14,8 @@ __all__ = [
     "MEMORY_SIZES_MILLION",
     "MEMORY_SIZES_QUICK",
     "SCENARIOS",
+    "UVLOOP_CONTENDERS",
+    "ZOO_CONTENDERS",
     "Scenario",
     "lead_id",
 ]
@@ -39,7 +41,13 @@ MEMORY_SIZES_QUICK = (5_000, 20_000)
 MEMORY_SIZES_MILLION = (10_000, 100_000, 1_000_000)
 """The same with ``--with-million``."""
 
-Kind = Literal["throughput", "ratelimit", "memory"]
+UVLOOP_CONTENDERS = ("sdk@uvloop", "aiohttp@uvloop")
+"""The same two clients under ``uvloop.run``: scenario (a)'s second event loop."""
+
+ZOO_CONTENDERS = ("sdk", "aiohttp", "paced")
+"""Who runs the limiter zoo: the SDK told nothing, the plain retry loop, and a paced loop."""
+
+Kind = Literal["throughput", "ratelimit", "memory", "zoo"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +57,9 @@ class Scenario:
     Args:
         name: short key used on the command line and in the results.
         title: one line for tables and the chart.
-        kind: ``throughput`` (leads/s), ``ratelimit`` (goodput and 429s), ``memory`` (RSS).
-        n: leads per run in a default run.
+        kind: ``throughput`` (leads/s), ``ratelimit`` (goodput and 429s), ``memory`` (RSS),
+            ``zoo`` (one run per row of ``_zoo.ZOO_ROWS``, each against a fresh simulator).
+        n: leads per run in a default run (the zoo sizes each row itself).
         quick_n: leads per run with ``--quick``.
         concurrency: requests in flight per contender.
         server_flags: flags for ``python -m dialnexa_async.testing`` beyond port and ids.
@@ -88,7 +97,14 @@ class Scenario:
     @property
     def retries(self) -> bool:
         """Whether the raw clients need their retry loop here."""
-        return self.kind == "ratelimit"
+        return self.kind in ("ratelimit", "zoo")
+
+    @property
+    def pace(self) -> float | None:
+        """The steady rate a paced contender is told here, in requests per second."""
+        if self.rate_limit is None:
+            return None
+        return self.rate_limit / self.rate_window
 
 
 _RATE = 300
@@ -129,6 +145,7 @@ SCENARIOS: dict[str, Scenario] = {
             kind="throughput",
             n=20_000,
             quick_n=3_000,
+            contenders=(*CONTENDERS, *UVLOOP_CONTENDERS),
             caps=_HTTPX_CAP,
         ),
         Scenario(
@@ -160,6 +177,16 @@ SCENARIOS: dict[str, Scenario] = {
             quick_n=MEMORY_SIZES_QUICK[-1],
             contenders=("sdk-iter",),
             max_rounds=1,
+        ),
+        Scenario(
+            name="z",
+            title="(z) limiter zoo: every kind of gateway limiter and header dialect",
+            kind="zoo",
+            n=0,
+            quick_n=0,
+            contenders=ZOO_CONTENDERS,
+            max_rounds=1,
+            quick_max_rounds=1,
         ),
     )
 }

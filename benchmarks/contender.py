@@ -1,26 +1,35 @@
 """One contender run in this process, reported as one JSON line on stdout.
 
-``python -m benchmarks.contender NAME --scenario S --base-url URL --n N --concurrency C``
+``python -m benchmarks.contender NAME[@LOOP] --scenario S --base-url URL --n N --concurrency C
+[--pace RATE]``
 
 The clock and CPU counters start just before the client or session is created and stop once
-it is closed with every result in hand; checking the results happens after that.
+it is closed with every result in hand; checking the results happens after that. ``@uvloop``
+runs the same contender under ``uvloop.run`` instead of ``asyncio.run``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import gc
 import json
+import math
 import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ._contenders import REGISTRY, Run, Tally, Verify
+from ._contenders import LOOPS, REGISTRY, Run, Tally, Verify, is_known, split_name
 from ._scenarios import SCENARIOS
+
+TIMELINE_STEP = 0.1
+"""Seconds between two points of a run's ``ok_timeline``."""
+
+_T = TypeVar("_T")
 
 
 def _maxrss_mb() -> float:
@@ -37,20 +46,51 @@ def _gc_collections() -> int:
     return sum(stat["collections"] for stat in gc.get_stats())
 
 
-async def _timed(name: str, run: Run, tally: Tally) -> tuple[Verify, float, float, int]:
-    contender = REGISTRY[name].run
+async def _timed(name: str, run: Run, tally: Tally) -> tuple[Verify, float, float, int, float]:
+    contender = REGISTRY[split_name(name)[0]].run
     gc_before = _gc_collections()
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
     verify = await contender(run, tally)
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
-    return verify, elapsed, cpu, _gc_collections() - gc_before
+    return verify, elapsed, cpu, _gc_collections() - gc_before, started
+
+
+def _run_on(loop: str, coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` to completion on a fresh event loop of the kind named."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def ok_timeline(
+    marks: Sequence[tuple[float, int]], started: float, elapsed: float, ok: int
+) -> list[int]:
+    """Leads received by each multiple of ``TIMELINE_STEP`` since the start, up to the end.
+
+    Between two marks the count is interpolated linearly: exact for the raw clients (a mark
+    per lead), within one progress interval for the SDK (a mark per report).
+    """
+    times = [0.0, *(t - started for t, _ in marks), elapsed]
+    counts = [0, *(count for _, count in marks), ok]
+    points = []
+    for step in range(math.ceil(elapsed / TIMELINE_STEP) + 1):
+        at = min(step * TIMELINE_STEP, elapsed)
+        right = min(bisect.bisect_right(times, at), len(times) - 1)
+        left = right - 1
+        span = times[right] - times[left]
+        share = (at - times[left]) / span if span > 0 else 1.0
+        points.append(round(counts[left] + share * (counts[right] - counts[left])))
+    return points
 
 
 def measure(name: str, scenario: str, run: Run, profile: Path | None = None) -> dict[str, Any]:
     """Run one contender once and describe the run as a JSON-ready dict."""
-    REGISTRY[name].load()
+    base, loop = split_name(name)
+    REGISTRY[base].load(loop)
     start_rss = _maxrss_mb()
     tally = Tally()
     profiler = None
@@ -60,14 +100,21 @@ def measure(name: str, scenario: str, run: Run, profile: Path | None = None) -> 
         # "disabled" samples whatever runs on the thread: every task and the loop itself.
         profiler = Profiler(async_mode="disabled")
         profiler.start()
-    verify, elapsed, cpu, collections = asyncio.run(_timed(name, run, tally))
+    verify, elapsed, cpu, collections, started = _run_on(loop, _timed(name, run, tally))
     if profiler is not None and profile is not None:
         profiler.stop()
         _write_profile(profiler, profile)
     check = verify()
+    extra: dict[str, Any] = {}
+    if run.timeline:
+        extra["timeline_step"] = TIMELINE_STEP
+        extra["ok_timeline"] = ok_timeline(tally.marks, started, elapsed, check.ok)
+    if run.pace is not None:
+        extra["pace"] = run.pace
     return {
         "contender": name,
         "scenario": scenario,
+        "loop": loop,
         "n": run.n,
         "concurrency": run.concurrency,
         "elapsed": elapsed,
@@ -87,6 +134,7 @@ def measure(name: str, scenario: str, run: Run, profile: Path | None = None) -> 
         "start_rss_mb": start_rss,
         "peak_rss_mb": _maxrss_mb(),
         "profiled": profile is not None,
+        **extra,
     }
 
 
@@ -148,15 +196,31 @@ def _heaviest(root: Any, count: int = 25, sdk_count: int = 15) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The contender command line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.contender")
-    parser.add_argument("name", choices=sorted(REGISTRY))
+    parser.add_argument("name", type=_contender_name, help="NAME or NAME@LOOP")
     parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument(
+        "--pace",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="the server's long-run limit in requests per second, as the paced contender is told",
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="write a pyinstrument profile to PREFIX.*"
     )
     return parser
+
+
+def _contender_name(text: str) -> str:
+    if not is_known(text):
+        raise argparse.ArgumentTypeError(
+            f"unknown contender {text!r}; choose from {', '.join(sorted(REGISTRY))}, "
+            f"optionally @{'/@'.join(LOOPS[1:])}"
+        )
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,10 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns.concurrency,
         retries=scenario.retries,
         streaming=scenario.kind == "memory",
+        timeline=scenario.kind == "zoo",
+        pace=ns.pace,
     )
     result = measure(ns.name, ns.scenario, run, ns.profile)
     print(json.dumps(result), flush=True)
-    ok = result["intact"] if scenario.kind == "ratelimit" else result["passed"]
+    ok = result["intact"] if scenario.retries else result["passed"]
     return 0 if ok else 1
 
 
