@@ -112,6 +112,10 @@ def covered(now: float, span: float) -> float:
     return (buckets - 1) * BUCKET + max(now - int(now / BUCKET) * BUCKET, 1e-3)
 
 
+CATCH_UP = 0.02
+"""Seconds of lateness a pacer makes up by sending sooner: timer overshoot, not an idle gap."""
+
+
 class GcraPacer:
     """Evenly spaced send slots at ``rate`` per second (a virtual schedule, no background task).
 
@@ -156,9 +160,15 @@ class GcraPacer:
         return start - now if start > now else 0.0
 
     def take(self, now: float) -> None:
-        """Book the slot that ``next_free`` said is free."""
-        tat = self._tat if self._tat > now else now
-        self._tat = tat + self._interval
+        """Book the slot that ``next_free`` said is free.
+
+        A slot taken late by less than ``CATCH_UP`` seconds keeps the schedule instead of
+        starting a new one from ``now``: timers fire late by a little every time, and
+        restarting from each late wake-up would pace below the rate.
+        """
+        tat = self._tat
+        floor = now - min(CATCH_UP, self._interval * self._burst)
+        self._tat = (tat if tat > floor else floor) + self._interval
 
 
 class AdmissionRate:
