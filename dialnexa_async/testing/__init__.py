@@ -1,13 +1,37 @@
 """A local, wire-faithful simulator of the DialNexa API for tests, demos and benchmarks.
 
 It imports nothing else from ``dialnexa_async`` so that it exercises the SDK as a real peer.
-Each request goes through these steps, in order: count it, wait the configured latency,
-apply the rate limiter, inject a seeded fault, route (404/405), check the bearer key
-(401/403), validate the id (400), and look the lead up (404 or 200).
+Each request goes through these steps, in order: count it, pass the rate gate on arrival
+(429 at once if refused; a queueing limiter holds the request a while), wait the configured
+latency (the API's own time, during which the request counts as in flight), inject a seeded
+fault, route (404/405), check the bearer key (401/403), validate the id (400), and
+look the lead up (404 or 200).
+
+The rate gate runs one of the limiters real gateways run (fixed window, sliding log,
+sliding-window counter, token bucket, queueing leaky bucket, concurrency limit, block
+penalty; any of them with a limit that changes on a schedule) and states its quota in one of
+several header dialects (``x-ratelimit-*``, its epoch variant, or the IETF ``RateLimit``
+drafts 6, 7 and 8). ``RateGate`` is pure, so a virtual-time harness can drive it without HTTP.
 """
 
 from ._config import RateLimitBody, SimulatorConfig, build_parser, config_from_args
+from ._dialects import RateLimitDialect, render_headers
+from ._gate import GateAnswer, RateGate, make_limiter
 from ._leads import STATUSES, UNDOCUMENTED_STATUSES, lead_payload
+from ._limiters import (
+    BlockPenalty,
+    ChangingLimit,
+    ConcurrencyLimit,
+    FixedWindow,
+    LeakyBucket,
+    Limiter,
+    LimiterKind,
+    ScalableLimiter,
+    SlidingWindowCounter,
+    SlidingWindowLog,
+    TokenBucket,
+    Verdict,
+)
 from ._server import (
     CONFIG_KEY,
     ID_PATTERN,
@@ -24,13 +48,30 @@ __all__ = [
     "STATS_KEY",
     "STATUSES",
     "UNDOCUMENTED_STATUSES",
+    "BlockPenalty",
+    "ChangingLimit",
+    "ConcurrencyLimit",
+    "FixedWindow",
+    "GateAnswer",
+    "LeakyBucket",
+    "Limiter",
+    "LimiterKind",
+    "RateGate",
     "RateLimitBody",
+    "RateLimitDialect",
+    "ScalableLimiter",
     "Simulator",
     "SimulatorConfig",
     "SimulatorStats",
+    "SlidingWindowCounter",
+    "SlidingWindowLog",
+    "TokenBucket",
+    "Verdict",
     "build_parser",
     "config_from_args",
     "lead_payload",
     "make_app",
+    "make_limiter",
+    "render_headers",
     "serve",
 ]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
-RateLimitBody = Literal["json", "html", "empty"]
+from ._dialects import RATE_LIMIT_DIALECTS, RateLimitDialect
+from ._limiters import LIMITER_KINDS, LimiterKind
+
+RateLimitBody = Literal["json", "html", "text", "empty"]
+RATE_LIMIT_BODIES: tuple[RateLimitBody, ...] = get_args(RateLimitBody)
 
 _RATE_FIELDS = (
     "reset_rate",
@@ -18,6 +23,11 @@ _RATE_FIELDS = (
     "slow_body_rate",
     "unknown_status_rate",
 )
+
+
+def _positive_finite(value: float) -> bool:
+    """Whether a duration or factor is usable: above zero and not infinite or NaN."""
+    return value > 0 and math.isfinite(value)
 
 
 @dataclasses.dataclass
@@ -35,15 +45,32 @@ class SimulatorConfig:
             exists except those starting with ``missing``.
         unknown_status_rate: Share of ids (chosen by hash, not at random) whose status is an
             undocumented value such as ``"voicemail"``.
-        rate_limit: Admitted requests per window, or ``None`` for no limit.
-        rate_window: Length of the fixed rate-limit window in seconds.
-        rate_limit_headers: Whether answers carry ``x-ratelimit-*`` headers.
+        rate_limit: Admitted requests per window (the bucket rate is ``rate_limit /
+            rate_window`` per second; for ``concurrency``, the most in flight), or ``None``
+            for no limit.
+        rate_window: Length of the rate-limit window in seconds.
+        rate_limit_headers: Whether answers carry rate-limit headers at all; ``False`` sends
+            none whatever ``rate_limit_dialect`` says.
         fractional_reset: Send reset and ``Retry-After`` as decimals (3 places) instead of
             whole seconds rounded up.
         retry_after: ``True`` always sends ``Retry-After`` on 429, ``False`` never, a float
             ``p`` sends it with probability ``p``.
-        rate_limit_body: Body of a 429: JSON envelope, nginx-style HTML page, or empty.
-        clock: Monotonic clock driving the rate-limit window; tests inject a fake one.
+        rate_limit_body: Body of a 429: JSON envelope, nginx-style HTML page, plain text, or
+            empty.
+        limiter: The algorithm: ``fixed-window``, ``sliding-log``, ``sliding-counter``,
+            ``token-bucket`` (GCRA), ``leaky-bucket`` (queues, like nginx ``limit_req``
+            without ``nodelay``), ``concurrency`` or ``block`` (a refusal blocks everything).
+        burst: Token or leaky bucket depth in requests; ``None`` means ``rate_limit``.
+        block_period: Seconds a ``block`` limiter refuses everything after a request over the
+            limit; ``None`` means ``rate_window``.
+        limit_schedule: ``(seconds_after_first_request, factor)`` pairs: from each moment on
+            the limit (and a bucket's rate) is ``factor`` times the configured one; any
+            limiter. Sorted by time on construction.
+        rate_limit_dialect: The rate-limit headers sent: ``none``, ``x-ratelimit``,
+            ``x-ratelimit-epoch``, ``draft6``, ``draft7`` or ``draft8``.
+        retry_after_date: Send ``Retry-After`` as an HTTP date instead of seconds.
+        clock: Monotonic clock driving the rate limiter; tests inject a fake one.
+        wall_clock: POSIX clock for epoch resets and HTTP dates; tests inject a fake one.
         seed: Seed of the single random stream behind every fault, jitter and coin flip.
         latency: Seconds slept before answering each request.
         latency_jitter: Upper bound of a uniform extra delay added to ``latency``.
@@ -68,7 +95,14 @@ class SimulatorConfig:
     fractional_reset: bool = False
     retry_after: bool | float = True
     rate_limit_body: RateLimitBody = "json"
+    limiter: LimiterKind = "fixed-window"
+    burst: int | None = None
+    block_period: float | None = None
+    limit_schedule: tuple[tuple[float, float], ...] = ()
+    rate_limit_dialect: RateLimitDialect = "x-ratelimit"
+    retry_after_date: bool = False
     clock: Callable[[], float] = dataclasses.field(default=time.monotonic, repr=False)
+    wall_clock: Callable[[], float] = dataclasses.field(default=time.time, repr=False)
     seed: int = 0
     latency: float = 0.0
     latency_jitter: float = 0.0
@@ -95,10 +129,29 @@ class SimulatorConfig:
             raise ValueError(f"rate_limit must be at least 1, got {self.rate_limit!r}")
         if self.rate_window <= 0:
             raise ValueError(f"rate_window must be positive, got {self.rate_window!r}")
-        if self.rate_limit_body not in ("json", "html", "empty"):
+        if self.rate_limit_body not in RATE_LIMIT_BODIES:
             raise ValueError(
-                f"rate_limit_body must be json, html or empty, got {self.rate_limit_body!r}"
+                f"rate_limit_body must be one of {', '.join(RATE_LIMIT_BODIES)}, "
+                f"got {self.rate_limit_body!r}"
             )
+        if self.limiter not in LIMITER_KINDS:
+            raise ValueError(
+                f"limiter must be one of {', '.join(LIMITER_KINDS)}, got {self.limiter!r}"
+            )
+        if self.rate_limit_dialect not in RATE_LIMIT_DIALECTS:
+            raise ValueError(
+                f"rate_limit_dialect must be one of {', '.join(RATE_LIMIT_DIALECTS)}, "
+                f"got {self.rate_limit_dialect!r}"
+            )
+        if self.burst is not None and self.burst < 1:
+            raise ValueError(f"burst must be at least 1, got {self.burst!r}")
+        if self.block_period is not None and not _positive_finite(self.block_period):
+            raise ValueError(f"block_period must be positive, got {self.block_period!r}")
+        for at, factor in self.limit_schedule:
+            if not (at >= 0 and math.isfinite(at) and _positive_finite(factor)):
+                raise ValueError(
+                    f"limit_schedule needs (seconds >= 0, factor > 0) pairs, got {(at, factor)!r}"
+                )
         if self.latency < 0 or self.latency_jitter < 0 or self.slow_body_delay < 0:
             raise ValueError("latency, latency_jitter and slow_body_delay must not be negative")
         if not self.error_statuses or any(not 100 <= s <= 599 for s in self.error_statuses):
@@ -110,6 +163,10 @@ class SimulatorConfig:
         if self.known_ids is not None:
             self.known_ids = frozenset(self.known_ids)
         self.error_statuses = tuple(self.error_statuses)
+        # Sorted by time (stably, so of two changes at one moment the later one wins).
+        self.limit_schedule = tuple(
+            sorted(((float(at), float(f)) for at, f in self.limit_schedule), key=lambda s: s[0])
+        )
 
 
 def _rate(text: str) -> float:
@@ -131,6 +188,26 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not _positive_finite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _limit_change(text: str) -> tuple[float, float]:
+    at, sep, factor = text.partition(":")
+    try:
+        pair = (float(at), float(factor))
+    except ValueError:
+        pair = (math.nan, math.nan)
+    if not sep or not (pair[0] >= 0 and math.isfinite(pair[0]) and _positive_finite(pair[1])):
+        raise argparse.ArgumentTypeError(
+            f"expected SECONDS:FACTOR with SECONDS >= 0 and FACTOR > 0, got {text}"
+        )
+    return pair
 
 
 def _statuses(text: str) -> tuple[int, ...]:
@@ -198,9 +275,46 @@ def build_parser(*, prog: str | None = None, add_help: bool = True) -> argparse.
 
     limits = parser.add_argument_group("rate limiting")
     limits.add_argument(
-        "--rate-limit", type=_positive_int, default=None, help="requests per window"
+        "--rate-limit",
+        type=_positive_int,
+        default=None,
+        help="requests per window (for --limiter concurrency: most in flight)",
     )
     limits.add_argument("--rate-window", type=float, default=1.0, help="window length in seconds")
+    limits.add_argument(
+        "--limiter",
+        choices=LIMITER_KINDS,
+        default="fixed-window",
+        help="the rate-limiting algorithm (default fixed-window)",
+    )
+    limits.add_argument(
+        "--burst",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="token/leaky bucket depth (default: --rate-limit)",
+    )
+    limits.add_argument(
+        "--block-period",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="seconds the block limiter refuses everything (default: --rate-window)",
+    )
+    limits.add_argument(
+        "--limit-change",
+        type=_limit_change,
+        action="append",
+        default=[],
+        metavar="T:FACTOR",
+        help="from T seconds after the first request, scale the limit by FACTOR; repeatable",
+    )
+    limits.add_argument(
+        "--rate-limit-dialect",
+        choices=RATE_LIMIT_DIALECTS,
+        default="x-ratelimit",
+        help="which rate-limit headers to send (default x-ratelimit)",
+    )
     after = limits.add_mutually_exclusive_group()
     after.add_argument(
         "--no-retry-after",
@@ -221,7 +335,7 @@ def build_parser(*, prog: str | None = None, add_help: bool = True) -> argparse.
         "--no-rate-limit-headers",
         dest="rate_limit_headers",
         action="store_false",
-        help="send no x-ratelimit-* headers",
+        help="send no rate-limit headers, whatever the dialect",
     )
     limits.add_argument(
         "--fractional-reset",
@@ -229,8 +343,13 @@ def build_parser(*, prog: str | None = None, add_help: bool = True) -> argparse.
         help="send reset and Retry-After with millisecond decimals",
     )
     limits.add_argument(
+        "--retry-after-date",
+        action="store_true",
+        help="send Retry-After as an HTTP date instead of seconds",
+    )
+    limits.add_argument(
         "--rate-limit-body",
-        choices=("json", "html", "empty"),
+        choices=RATE_LIMIT_BODIES,
         default="json",
         help="body of a 429 (default json)",
     )
@@ -287,6 +406,12 @@ def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
         fractional_reset=ns.fractional_reset,
         retry_after=ns.retry_after,
         rate_limit_body=ns.rate_limit_body,
+        limiter=ns.limiter,
+        burst=ns.burst,
+        block_period=ns.block_period,
+        limit_schedule=tuple(ns.limit_change),
+        rate_limit_dialect=ns.rate_limit_dialect,
+        retry_after_date=ns.retry_after_date,
         seed=ns.seed,
         latency=ns.latency,
         latency_jitter=ns.latency_jitter,

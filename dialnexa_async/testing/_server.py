@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import http
-import json
-import math
 import random
 import re
 import socket
@@ -20,6 +17,9 @@ from urllib.parse import unquote, urlsplit
 from aiohttp import web
 
 from ._config import SimulatorConfig
+from ._gate import HTML as _HTML
+from ._gate import JSON as _JSON
+from ._gate import RateGate, envelope, gateway_page, reason_phrase
 from ._leads import lead_body
 
 API_PREFIX = "/v1"
@@ -27,8 +27,6 @@ LEAD_ROUTE_PREFIX = "/v1/campaigns-leads/"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_JSON = "application/json"
-_HTML = "text/html"
 
 # Fault kinds, in the order their probabilities are checked.
 _RESET = "reset"
@@ -41,35 +39,12 @@ _SLOW_BODY = "slow_body"
 _SLOW_CHUNKS = 4
 
 
-def _reason(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-def _envelope(status: int, message: str | list[str]) -> bytes:
-    body = {"statusCode": status, "message": message, "error": _reason(status)}
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
-
-
-def _gateway_page(status: int) -> bytes:
-    title = f"{status} {_reason(status)}"
-    return (
-        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
-        "</body>\r\n</html>\r\n"
-    ).encode("ascii")
-
-
-_UNAUTHORIZED = _envelope(401, "Invalid API key")
-_FORBIDDEN = _envelope(403, "This API key cannot read campaign data in this workspace")
-_LEAD_NOT_FOUND = _envelope(404, "Lead not found")
-_METHOD_NOT_ALLOWED = _envelope(405, "Method Not Allowed")
-_BAD_ID = _envelope(400, [f"id must match {ID_PATTERN}"])
-_TOO_MANY_JSON = _envelope(429, "Too Many Requests")
-_TOO_MANY_HTML = _gateway_page(429)
-_BAD_GATEWAY_HTML = _gateway_page(502)
+_UNAUTHORIZED = envelope(401, "Invalid API key")
+_FORBIDDEN = envelope(403, "This API key cannot read campaign data in this workspace")
+_LEAD_NOT_FOUND = envelope(404, "Lead not found")
+_METHOD_NOT_ALLOWED = envelope(405, "Method Not Allowed")
+_BAD_ID = envelope(400, [f"id must match {ID_PATTERN}"])
+_BAD_GATEWAY_HTML = gateway_page(502)
 _SAMPLE_BODY = lead_body("lead_abc123", 0.0)
 _LINGER_RST = struct.pack("ii", 1, 0)
 
@@ -129,13 +104,6 @@ class SimulatorStats:
         )
 
 
-def _format_seconds(value: float, fractional: bool) -> str:
-    if fractional:
-        return f"{max(value, 0.001):.3f}".rstrip("0").rstrip(".")
-    # Rounding first keeps float noise such as 1.0000000000000002 from becoming 2.
-    return str(max(1, math.ceil(round(value, 6))))
-
-
 def _request_path(raw_target: str) -> str:
     """Return the still percent-encoded path of a request target, without its query."""
     if not raw_target.startswith("/"):
@@ -146,22 +114,20 @@ def _request_path(raw_target: str) -> str:
 
 
 class _SimulatorState:
-    """Per-application state: config, stats, random stream, limiter window, and the handler."""
+    """Per-application state: config, stats, random stream, rate gate, and the handler."""
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.stats = SimulatorStats()
         self.rng = random.Random(config.seed)
-        self.window_start: float | None = None
-        self.window_count = 0
+        self.gate = RateGate(config)
         self.request_counter = 0
 
     def reset(self) -> None:
-        """Zero the stats, forget the rate-limit window and restart the seeded random stream."""
+        """Zero the stats, forget the limiter's counts and restart the seeded random stream."""
         self.stats.reset()
         self.rng = random.Random(self.config.seed)
-        self.window_start = None
-        self.window_count = 0
+        self.gate.reset()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one request; see the package docs for the order of checks."""
@@ -217,21 +183,48 @@ class _SimulatorState:
                 if cfg.track_ids:
                     stats.attempts_by_id[lead_id] += 1
 
-        if delay > 0:
-            await asyncio.sleep(delay)
+        gate = self.gate
+        answer = gate.check(cfg.clock(), cfg.wall_clock(), send_retry_after)
+        # Each check() is matched by one done(), refusals included; an admitted request holds
+        # its concurrency slot until then, however its answer ends.
+        try:
+            headers.update(answer.headers)
+            if not answer.admitted:
+                stats.rate_limited += 1
+                return self._reply(answer.status, answer.body, answer.content_type, headers)
+            if answer.delay > 0:
+                # A queueing gateway holds the request until the work ahead of it drains.
+                await asyncio.sleep(answer.delay)
+            if delay > 0:
+                # The API's own time, behind the gateway: a refusal above came at once, and an
+                # admitted request holds its place in a concurrency limit meanwhile.
+                await asyncio.sleep(delay)
+            return await self._past_gate(request, cfg, fault, error_status, path, lead_id, headers)
+        finally:
+            gate.done(cfg.clock())
 
-        if cfg.rate_limit is not None and not self._admit(cfg, headers, send_retry_after):
-            stats.rate_limited += 1
-            return self._too_many(cfg, headers)
-
+    async def _past_gate(
+        self,
+        request: web.Request,
+        cfg: SimulatorConfig,
+        fault: str | None,
+        error_status: int,
+        path: str,
+        lead_id: str | None,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        """Answer a request the rate gate let through: an injected fault, or the API itself."""
         slow = False
         if fault is not None:
-            stats.faults[fault] += 1
+            self.stats.faults[fault] += 1
             if fault == _RESET:
                 return self._reset(request)
             if fault == _ERROR:
                 return self._reply(
-                    error_status, _envelope(error_status, _reason(error_status)), _JSON, headers
+                    error_status,
+                    envelope(error_status, reason_phrase(error_status)),
+                    _JSON,
+                    headers,
                 )
             if fault == _HTML_502:
                 headers["Server"] = "nginx"
@@ -260,7 +253,7 @@ class _SimulatorState:
         if lead_id is None:
             # The envelope is the NestJS one, and NestJS words unknown routes this way; the
             # retired unversioned routes are simply unknown now.
-            return 404, _envelope(404, f"Cannot {request.method} {path}")
+            return 404, envelope(404, f"Cannot {request.method} {path}")
         if request.method != "GET":
             headers["Allow"] = "GET"
             return 405, _METHOD_NOT_ALLOWED
@@ -283,38 +276,6 @@ class _SimulatorState:
         if lead_id.startswith("missing") or (known is not None and lead_id not in known):
             return 404, _LEAD_NOT_FOUND
         return 200, lead_body(lead_id, cfg.unknown_status_rate)
-
-    def _admit(self, cfg: SimulatorConfig, headers: dict[str, str], send_retry_after: bool) -> bool:
-        """Count the request against the fixed window if there is room, and set the headers."""
-        limit = cfg.rate_limit
-        assert limit is not None
-        now = cfg.clock()
-        start = self.window_start
-        elapsed = 0.0 if start is None else now - start
-        # A clock that went backwards also opens a new window rather than a negative reset.
-        if start is None or elapsed >= cfg.rate_window or elapsed < 0:
-            self.window_start = now
-            self.window_count = 0
-            elapsed = 0.0
-        admitted = self.window_count < limit
-        if admitted:
-            self.window_count += 1
-        reset = _format_seconds(cfg.rate_window - elapsed, cfg.fractional_reset)
-        if cfg.rate_limit_headers:
-            headers["x-ratelimit-limit"] = str(limit)
-            headers["x-ratelimit-remaining"] = str(limit - self.window_count)
-            headers["x-ratelimit-reset"] = reset
-        if not admitted and send_retry_after:
-            headers["Retry-After"] = reset
-        return admitted
-
-    def _too_many(self, cfg: SimulatorConfig, headers: dict[str, str]) -> web.Response:
-        if cfg.rate_limit_body == "json":
-            return self._reply(429, _TOO_MANY_JSON, _JSON, headers)
-        headers["Server"] = "nginx"
-        if cfg.rate_limit_body == "html":
-            return self._reply(429, _TOO_MANY_HTML, _HTML, headers)
-        return self._reply(429, None, None, headers)
 
     def _reply(
         self, status: int, body: bytes | None, content_type: str | None, headers: dict[str, str]
@@ -465,7 +426,7 @@ class Simulator:
         return self.origin + API_PREFIX
 
     def reset(self) -> None:
-        """Zero the stats, forget the rate-limit window, and reseed the random stream."""
+        """Zero the stats, forget the limiter's counts, and reseed the random stream."""
         self._state.reset()
 
     async def start(self) -> None:
