@@ -1,4 +1,4 @@
-"""``AsyncDialNexa``: build the request, pace it, send it, classify the answer, make a lead."""
+"""``AsyncDialNexa``: build the request, then send it, interpret the answer, retry a failure."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ import aiohttp
 from . import _constants as C
 from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results
 from ._clock import Clock, SystemClock
-from ._converter import decode_lead
-from ._errors import DialNexaError, ResponseValidationError
+from ._errors import APIStatusError, DialNexaError, RateLimitError
 from ._models import Lead, LeadResult
-from ._rate_control import Answer, ClientRateControl
+from ._rate_control import ClientRateControl, Ticket
 from ._retry import RetryPolicy
-from ._sansio.classify import status_error
-from ._sansio.headers import RateLimitInfo
+from ._sansio.interpret import interpret
 from ._sansio.request import default_headers, lead_url, normalize_base_url, user_agent
 from ._stats import ClientStats
 from ._transport import AiohttpTransport, SSLOption, StaleConnection
@@ -42,7 +40,8 @@ class AsyncDialNexa:
             server's answers only.
         session: an ``aiohttp.ClientSession`` the caller owns; the client never closes it.
         max_retry_wait: a server-given wait longer than this many seconds is not slept: the
-            call fails at once with ``RateLimitError.retry_after`` set.
+            call fails at once with ``RateLimitError.retry_after`` set (and
+            ``refused_by_client`` when the client withheld the request instead of sending it).
         max_response_bytes: the largest body accepted; past it the call fails with
             ``ResponseTooLargeError`` without reading the rest.
         ssl: ``None`` for default certificate verification, or an ``ssl.SSLContext``.
@@ -265,22 +264,24 @@ class AsyncDialNexa:
         return self._attempt(url)
 
     async def _attempt(self, url: str, number: int = 1) -> Lead:
-        """One attempt: wait for a slot and the pacing, send, and turn the answer into a lead.
+        """One attempt in three steps: send, interpret the answer, hand a failure to the retries.
 
-        The first attempt of a call runs before any tenacity object exists: building one
-        costs more than the whole rest of a successful call. When it fails, ``_retry`` hands
-        that outcome to a fresh controller, so every retry decision is still tenacity's.
-        Later attempts, which ``_retry`` makes, raise their failure to it.
+        *Send* waits for a slot and the pacing, then the transport; *interpret* is the pure
+        ``interpret()``; the *retry loop* is ``_retry``. The first attempt of a call runs
+        before any tenacity object exists: building one costs more than the whole rest of a
+        successful call. When it fails, ``_retry`` hands that outcome to a fresh controller,
+        so every retry decision is still tenacity's. Later attempts, which ``_retry`` makes,
+        raise their failure to it. Sending stays inline: one coroutine frame per request.
         """
         stats = self.stats
         rate = self._rate
         slots = self._slots
         try:
-            # Synchronous fast paths first: an unthrottled request costs no extra coroutine.
+            # Send. Synchronous fast paths first: an unthrottled request costs no coroutine.
             if not slots.try_acquire():
                 await slots.acquire()
             try:
-                ticket = rate.try_acquire() or await rate.acquire()
+                ticket = rate.try_acquire() or await self._acquire(number - 1)
                 stats.requests += 1
                 while True:
                     try:
@@ -290,43 +291,52 @@ class AsyncDialNexa:
                         # Resent at once, but as a new request in the sending order, so the
                         # window budget counts every request the server may have seen.
                         stats.resends += 1
-                        ticket = rate.try_acquire() or await rate.acquire()
+                        ticket = rate.try_acquire() or await self._acquire(number)
+            except RateLimitError:
+                raise  # only rate control raises it here, and _acquire has settled it
             except DialNexaError as error:
                 stats.record_failure(error)
                 error.attempts = number
                 raise
             finally:
                 slots.release()
-            status = raw.status
-            headers = raw.headers
-            if "x-ratelimit-remaining" in headers:
-                info: RateLimitInfo | None = RateLimitInfo.from_headers(headers)
-            else:
-                info = None
-            if 200 <= status < 300:
-                if info is None:
-                    rate.observe_success(ticket)
-                else:
-                    rate.observe(Answer(status, info, None), ticket)
-                self._policy.budget.deposit()
-                try:
-                    return decode_lead(raw.body)
-                except ResponseValidationError as error:
-                    error.status_code = status
-                    error.request_id = headers.get("x-request-id")
-                    error.attempts = number
-                    raise
-            failure = status_error(
-                status, headers, raw.body, now=self._clock.time(), attempts=number
+            # Interpret.
+            outcome, answer = interpret(
+                raw.status, raw.headers, raw.body, now=self._clock.time(), attempts=number
             )
-            rate.observe(Answer(status, info, failure.retry_after), ticket)
-            stats.record_failure(failure)
-            raise failure
+            if answer is None:
+                rate.observe_success(ticket)
+            else:
+                rate.observe(answer, ticket)
+            if isinstance(outcome, Lead):
+                self._policy.budget.deposit()
+                return outcome
+            if isinstance(outcome, APIStatusError):
+                stats.record_failure(outcome)
+            else:
+                self._policy.budget.deposit()  # a 2xx all the same: only its body is wrong
+            raise outcome
         except DialNexaError as error:
             if number > 1:
                 raise
             first = error
         return await self._retry(url, first)
+
+    async def _acquire(self, sent: int) -> Ticket:
+        """``rate.acquire()``; a refusal is counted as one and says the client withheld it.
+
+        Args:
+            sent: how many requests this call has sent so far: the refusal's ``attempts``.
+        """
+        try:
+            return await self._rate.acquire()
+        except RateLimitError as error:
+            error.attempts = sent
+            if not error.refused_by_client:
+                error.refused_by_client = True
+                error.message = f"the client withheld the request: {error.message}"
+            self.stats.record_failure(error)
+            raise
 
     async def _retry(self, url: str, first: DialNexaError) -> Lead:
         """Carry on after a failed first attempt, under the retry policy."""

@@ -37,3 +37,10 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 ERROR_BODY_PREVIEW = 2048
 """How much of a non-JSON error body an exception keeps, in characters."""
+
+RESET_EPOCH_SECONDS = 1e9
+"""A rate-limit reset above this is a POSIX timestamp in seconds, not a delta (GitHub's form):
+1e9 seconds is 2001-09-09 as a date and 31 years as a delta, which no window lasts."""
+
+RESET_EPOCH_MILLISECONDS = 1e12
+"""A rate-limit reset above this is a POSIX timestamp in milliseconds (2001-09-09 onwards)."""

@@ -11,7 +11,7 @@
     │   ├── AuthenticationError       401
     │   ├── PermissionDeniedError     403
     │   ├── NotFoundError             404
-    │   ├── RateLimitError            429, after retries: .retry_after (seconds or None)
+    │   ├── RateLimitError            429, after retries: .retry_after, .refused_by_client
     │   └── InternalServerError       5xx
     └── ResponseValidationError       a 2xx whose body is not a lead (bad JSON, wrong shape)
         └── ResponseTooLargeError     the body passed the size cap
@@ -156,10 +156,51 @@ class NotFoundError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429 after retries, or a server-given wait longer than ``max_retry_wait``.
+    """429 after retries, or a wait longer than ``max_retry_wait``.
 
-    ``retry_after`` holds the seconds the server asked to wait, or ``None`` when it did not say.
+    Two cases, told apart by ``refused_by_client``:
+
+    - ``False``: the server answered 429 (after retries, or asking for a wait longer than
+      ``max_retry_wait``). ``retry_after`` holds the seconds it asked to wait, or ``None``
+      when it did not say.
+    - ``True``: the client withheld the request itself, sending nothing, because it is paused
+      by the server's rate limit (an earlier 429 or an exhausted window) for longer than
+      ``max_retry_wait``. ``retry_after`` is the pause left; ``attempts`` counts only the
+      requests that were sent (0 when the first was withheld). ``status_code`` stays 429, the
+      status behind the pause, so code written for 429s handles both alike.
+
+    Args:
+        refused_by_client: whether the client withheld the request instead of sending it.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: object = None,
+        request_id: str | None = None,
+        attempts: int = 0,
+        retry_after: float | None = None,
+        refused_by_client: bool = False,
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            body=body,
+            request_id=request_id,
+            attempts=attempts,
+            retry_after=retry_after,
+        )
+        self.refused_by_client = refused_by_client
+
+    def __str__(self) -> str:
+        # A withheld request got no answer: no status line to show.
+        return self.message if self.refused_by_client else super().__str__()
+
+    def __repr__(self) -> str:
+        base = super().__repr__()
+        return base[:-1] + ", refused_by_client=True)" if self.refused_by_client else base
 
 
 class InternalServerError(APIStatusError):

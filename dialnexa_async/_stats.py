@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tenacity import RetryCallState
 
-from ._errors import APIConnectionError, APIStatusError, DialNexaError
+from ._errors import APIConnectionError, APIStatusError, DialNexaError, RateLimitError
 from ._rate_control import ClientRateControl
 from ._retry import log_retry
 
@@ -17,7 +17,9 @@ class ClientStats:
     Attributes:
         requests: HTTP attempts sent.
         retries: attempts that were retries of an earlier one.
-        rate_limited: answers with status 429.
+        rate_limited: answers with status 429 from the server (never the client's refusals).
+        refused: requests the client withheld itself, sending nothing, because it was paused
+            by the server's rate limit for longer than ``max_retry_wait``; not in ``requests``.
         server_errors: answers with a 5xx status.
         connection_errors: attempts that got no HTTP answer (timeouts included).
         resends: requests resent at once because a pooled keep-alive connection had been
@@ -29,6 +31,7 @@ class ClientStats:
         "_rate",
         "connection_errors",
         "rate_limited",
+        "refused",
         "requests",
         "resends",
         "retries",
@@ -41,6 +44,7 @@ class ClientStats:
         self.requests = 0
         self.retries = 0
         self.rate_limited = 0
+        self.refused = 0
         self.server_errors = 0
         self.connection_errors = 0
 
@@ -60,9 +64,11 @@ class ClientStats:
         return self._rate.cooldown_seconds
 
     def record_failure(self, error: DialNexaError) -> None:
-        """Count one failed attempt by kind."""
+        """Count one failed attempt by kind, or one request the client refused to send."""
         if isinstance(error, APIStatusError):
-            if error.status_code == 429:
+            if isinstance(error, RateLimitError) and error.refused_by_client:
+                self.refused += 1
+            elif error.status_code == 429:
                 self.rate_limited += 1
             elif error.status_code >= 500:
                 self.server_errors += 1
@@ -80,6 +86,7 @@ class ClientStats:
             "requests": self.requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
+            "refused": self.refused,
             "server_errors": self.server_errors,
             "connection_errors": self.connection_errors,
             "resends": self.resends,

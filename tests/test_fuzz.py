@@ -2,9 +2,10 @@
 
 ``test_sansio_headers``, ``test_sansio_request`` and ``test_converter`` already fuzz the
 parsers on plain text, the quoting on plain text and the lead parser on random bytes and
-lead-shaped dicts. Here: the parsers against whole header mappings, any clock and every
-HTTP-date form; quoting of any code point (surrogates included) down to what goes on the
-wire; the lead parser on damaged and hostile JSON text; and the error-answer parser.
+lead-shaped dicts. Here: the parsers against whole header mappings in every rate-limit
+dialect (structured-field soup included), any clock and every HTTP-date form; quoting of any
+code point (surrogates included) down to what goes on the wire; the lead parser on damaged
+and hostile JSON text; the error-answer parser; and ``interpret`` on any answer.
 """
 
 from __future__ import annotations
@@ -26,13 +27,28 @@ import dialnexa_async as dnx
 from dialnexa_async._constants import MAX_SERVER_DELAY
 from dialnexa_async._converter import decode_lead
 from dialnexa_async._sansio.classify import server_delay, status_error
-from dialnexa_async._sansio.headers import RateLimitInfo, parse_retry_after
+from dialnexa_async._sansio.headers import (
+    RateLimitInfo,
+    has_rate_limit_headers,
+    parse_retry_after,
+)
+from dialnexa_async._sansio.interpret import interpret
 from dialnexa_async._sansio.request import lead_url, quote_segment
 from tests.hostile import LEAD, Guard, guarding, reply
 
 NOW = 1_700_000_000.0
 BASE = "https://api.example.test/v1"
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+DIALECT_HEADERS = (
+    "ratelimit",
+    "ratelimit-policy",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "x-rate-limit-limit",
+    "x-rate-limit-remaining",
+    "x-rate-limit-reset",
+)
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 LONG_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -57,7 +73,7 @@ def random_case(name: str) -> st.SearchStrategy[str]:
 
 
 header_names = st.one_of(
-    *(random_case(name) for name in (*RATE_HEADERS, "retry-after")),
+    *(random_case(name) for name in (*RATE_HEADERS, *DIALECT_HEADERS, "retry-after")),
     st.text(st.characters(codec="ascii", exclude_characters=":\r\n"), min_size=1, max_size=20),
 )
 numberish = st.one_of(
@@ -68,7 +84,20 @@ numberish = st.one_of(
 # The ASCII separators \x1c-\x1f are left to their own (failing) property below.
 SEPARATORS = "\x1c\x1d\x1e\x1f"
 header_text = st.text(st.characters(exclude_characters=SEPARATORS), max_size=40)
-header_values = st.one_of(header_text, numberish)
+# Structured-field soup: the characters that steer the RateLimit parsers, in any order.
+structured = st.text(alphabet='"\\,;=: \t-.0123456789rtqwlimitsea', max_size=40)
+sf_number = st.one_of(numberish, st.sampled_from(["", "-", "x", ":YQ==:", '"5"', "?1"]))
+sf_params = st.lists(st.tuples(st.sampled_from("rtqw"), sf_number), max_size=3).map(
+    lambda params: "".join(f";{key}={value}" for key, value in params)
+)
+sf_member = st.tuples(st.sampled_from(['"a"', '"b"', "a", '"a,b"', '""', "7", ""]), sf_params).map(
+    "".join
+)
+sf_lists = st.lists(sf_member, max_size=4).map(", ".join)
+draft7_dicts = st.lists(
+    st.tuples(st.sampled_from(["limit", "remaining", "reset", "x"]), sf_number), max_size=4
+).map(lambda members: ", ".join(f"{key}={value}" for key, value in members))
+header_values = st.one_of(header_text, numberish, structured, sf_lists, draft7_dicts)
 header_maps = st.lists(st.tuples(header_names, header_values), max_size=8).map(CIMultiDict)
 any_now = st.floats(allow_nan=True, allow_infinity=True) | st.just(NOW)
 
@@ -84,13 +113,67 @@ def test_server_delay_never_raises_on_any_headers(
         assert delay == parse_retry_after(headers.get("retry-after"), now)
 
 
-@given(headers=header_maps)
-def test_rate_limit_info_never_raises_on_any_headers(headers: CIMultiDict[str]) -> None:
-    """Whole header mappings, names in any case, parse to None or non-negative fields."""
-    info = RateLimitInfo.from_headers(headers)
+@given(headers=header_maps, now=any_now)
+def test_rate_limit_info_never_raises_on_any_headers(headers: CIMultiDict[str], now: float) -> None:
+    """Whole header mappings in every dialect, names in any case, any clock, parse to None or
+    to non-negative bounded fields."""
+    info = RateLimitInfo.from_headers(headers, now)
     if info is not None:
         assert all(value is None or 0 <= value <= 10**15 for value in info)
         assert info.reset is None or info.reset <= MAX_SERVER_DELAY
+        assert info.window is None or info.window > 0
+        assert info[:3] != (None, None, None)
+    if has_rate_limit_headers(headers):
+        return
+    assert info is None or info.remaining is None
+
+
+@given(
+    items=st.lists(
+        st.tuples(
+            st.integers(0, 10**6), st.integers(1, 10**5), st.integers(0, 10**6), st.integers(0, 999)
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    spaces=st.sampled_from(["", " "]),
+    lines=st.booleans(),
+)
+def test_draft8_reads_back_the_most_restrictive_policy(
+    items: list[tuple[int, int, int, int]], spaces: str, lines: bool
+) -> None:
+    """Any set of named draft-8 policies reads back as the one with the fewest remaining
+    requests (ties to the longest reset), with that policy's quota and window, whether the
+    lists come on one line or one line per policy."""
+    policies = [f'"p{i}";{spaces}q={q};{spaces}w={w}' for i, (q, w, _, _) in enumerate(items)]
+    limits = [f'"p{i}";{spaces}r={r};{spaces}t={t}' for i, (_, _, r, t) in enumerate(items)]
+    if lines:
+        headers = CIMultiDict([("RateLimit-Policy", p) for p in policies])
+        headers.extend([("RateLimit", item) for item in limits])
+    else:
+        headers = CIMultiDict(
+            {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(limits)}
+        )
+    quota, window, remaining, reset = min(items, key=lambda item: (item[2], -item[3]))
+    expected = RateLimitInfo(quota, remaining, float(reset), float(window))
+    assert RateLimitInfo.from_headers(headers, NOW) == expected
+
+
+@given(
+    limit=st.integers(0, 10**12),
+    remaining=st.integers(0, 10**12),
+    reset=st.integers(0, 10**6),
+    order=st.permutations(range(3)),
+    pad=st.sampled_from(["", " ", "  "]),
+)
+def test_draft7_reads_back_in_any_order(
+    limit: int, remaining: int, reset: int, order: list[int], pad: str
+) -> None:
+    """A draft-7 RateLimit dictionary reads back whatever the order and spacing of its keys."""
+    members = [f"limit={limit}", f"remaining={remaining}", f"reset={reset}"]
+    value = f"{pad},{pad}".join(members[i] for i in order)
+    info = RateLimitInfo.from_headers(CIMultiDict({"RateLimit": value}), NOW)
+    assert info == RateLimitInfo(limit, remaining, min(float(reset), MAX_SERVER_DELAY))
 
 
 @given(
@@ -107,8 +190,8 @@ def test_rate_limit_info_reads_back_what_was_sent(
     """Counts and a decimal reset read back exactly, whatever the name case and padding."""
     values = (str(limit), str(remaining), f"{reset}.{millis:03d}")
     headers = CIMultiDict({n: pad + v + pad for n, v in zip(names, values, strict=True)})
-    info = RateLimitInfo.from_headers(headers)
-    assert info == (limit, remaining, min(float(values[2]), MAX_SERVER_DELAY))
+    info = RateLimitInfo.from_headers(headers, NOW)
+    assert info == RateLimitInfo(limit, remaining, min(float(values[2]), MAX_SERVER_DELAY))
 
 
 @given(
@@ -140,7 +223,7 @@ def test_header_parsers_never_raise_on_ascii_separators(
     """A number followed by an ASCII separator control is garbage (None), not an exception."""
     headers = CIMultiDict({header: number + separator, "x-ratelimit-remaining": "1"})
     assert parse_retry_after(headers.get("retry-after"), NOW) is None
-    info = RateLimitInfo.from_headers(headers)
+    info = RateLimitInfo.from_headers(headers, NOW)
     assert info is not None
     assert info.reset is None
 
@@ -359,3 +442,24 @@ def lead_or_error(body: bytes) -> dnx.Lead | dnx.ResponseValidationError:
         return decode_lead(body)
     except dnx.ResponseValidationError as error:
         return error
+
+
+# --- the whole interpretation of an answer -------------------------------------------------
+
+
+@settings(deadline=None)  # the deep bodies of error_bodies can take a while
+@given(status=st.integers(100, 599), headers=header_maps, body=error_bodies | st.just(LEAD_TEXT))
+def test_interpret_decides_any_answer(status: int, headers: CIMultiDict[str], body: bytes) -> None:
+    """Any answer is interpreted without raising: a 2xx is a Lead or a ResponseValidationError,
+    anything else the APIStatusError of its status, and rate control hears of every non-2xx."""
+    outcome, answer = interpret(status, headers, body, now=NOW, attempts=2)
+    if 200 <= status < 300:
+        assert isinstance(outcome, (dnx.Lead, dnx.ResponseValidationError))
+        assert answer is None or answer.rate_limit is not None
+    else:
+        assert isinstance(outcome, dnx.APIStatusError)
+        assert outcome.status_code == status
+        assert outcome.attempts == 2
+        assert answer is not None
+        assert answer.status == status
+        assert answer.retry_after == outcome.retry_after

@@ -49,16 +49,19 @@ def envelope_message(payload: object) -> str | None:
 
 
 def server_delay(status: int, headers: Mapping[str, str], now: float) -> float | None:
-    """The wait the server asked for: ``Retry-After``, else ``x-ratelimit-reset`` on a 429.
+    """The wait the server asked for: ``Retry-After``, else on a 429 the quota's reset.
+
+    The reset is read in any dialect ``RateLimitInfo.from_headers`` knows (``RateLimit``'s
+    ``t``, ``RateLimit-Reset``, ``X-RateLimit-Reset`` as seconds, epoch or date).
 
     Args:
         status: the HTTP status of the answer.
         headers: its headers (case-insensitive mapping).
-        now: the wall-clock time as a POSIX timestamp, for an HTTP-date ``Retry-After``.
+        now: the wall-clock time as a POSIX timestamp, for HTTP dates and epoch resets.
     """
     delay = parse_retry_after(headers.get("retry-after"), now)
     if delay is None and status == 429:
-        info = RateLimitInfo.from_headers(headers)
+        info = RateLimitInfo.from_headers(headers, now)
         if info is not None:
             delay = info.reset
     return delay
