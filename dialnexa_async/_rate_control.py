@@ -34,6 +34,7 @@ from typing import NamedTuple, Protocol
 from ._clock import Clock
 from ._errors import RateLimitError
 from ._header_budget import HeaderBudget
+from ._inferred_window import MIN_REST, InferredWindow
 from ._limiter import AdaptiveLimiter
 from ._pause import ServerPause
 from ._rate_model import LOG_SECONDS, AdmissionRate, GcraPacer
@@ -114,12 +115,17 @@ class ClientRateControl:
         self.budget_hold = ServerPause()
         self.budget_trusted = True
         """Whether a spent header budget holds the client (off once a probe beat its reset)."""
+        self.window = InferredWindow()
+        self._open_at = -math.inf  # send time of the first admission after refusals (-inf: none)
+        self._open_admitted = 0  # admissions of requests sent since then, before refusals
+        self._first_refused = math.inf  # send time of the first refusal since then
         self.meter = SendRateMeter()
         self.concurrency = AdaptiveLimiter(max_concurrency)
         self._turnstile: deque[asyncio.Future[None]] = deque()
         self._seq = 0
         self._horizon = MIN_HORIZON
         self._refused_since: float | None = None  # send time of the oldest uncleared refusal
+        self._bare_streak = False  # the current run of refusals began with a bare 429
         self.admitted = 0
         """Answers other than 429 so far."""
 
@@ -157,7 +163,7 @@ class ClientRateControl:
 
         The common case of an unthrottled client, without the cost of a coroutine.
         """
-        if self._pacer is not None or self._seq >= self.budget.last_seq:
+        if self._pacer is not None or self._seq >= self.budget.last_seq or self.window.engaged:
             return None
         now = self._clock.monotonic()
         if now < self.pause.until or now < self.budget_hold.until or now < self.bare_hold.until:
@@ -172,8 +178,8 @@ class ClientRateControl:
         while True:
             now = await self._wait_for_room()
             pacer = self._pacer
-            if pacer is None:
-                break
+            if pacer is None or self._holding(now):
+                break  # no pacing, or a probe through a hold: its own spacing applies
             if not self._turnstile and pacer.next_free(now) <= 0:
                 pacer.take(now)
                 break
@@ -188,6 +194,7 @@ class ClientRateControl:
         self.pause.sent(self._seq, now)
         self.bare_hold.sent(self._seq, now)
         self.budget_hold.sent(self._seq, now)
+        self.window.sent(self._seq, now)
         return Ticket(self._seq, now)
 
     async def _take_slot(self) -> None:
@@ -226,6 +233,10 @@ class ClientRateControl:
                 if not nxt.done():
                     nxt.set_result(None)
 
+    def _holding(self, now: float) -> bool:
+        """Whether a pause or hold is in force (a request let through now is its probe)."""
+        return now < max(self.pause.until, self.budget_hold.until, self.bare_hold.until)
+
     def _room_wait(self, now: float) -> float:
         """Seconds until no pause or spent budget holds the next request; raise if too long."""
         pause = self.pause
@@ -242,7 +253,7 @@ class ClientRateControl:
                 status_code=429,
                 retry_after=held,
             )
-        return max(pause.wait(now), hold.wait(now), self.bare_hold.wait(now))
+        return max(pause.wait(now), hold.wait(now), self.bare_hold.wait(now), self.window.wait(now))
 
     async def _wait_for_room(self) -> float:
         """Sleep until no pause or spent budget holds the next request; return the time then."""
@@ -291,6 +302,8 @@ class ClientRateControl:
         else:
             self.admitted += 1
             self.model.admitted(ticket.sent_at)
+            if self._open_at <= ticket.sent_at < self._first_refused:
+                self._open_admitted += 1
 
     def _lengthen(self, period: float) -> None:
         """Measure admissions over at least ``period`` seconds from now on."""
@@ -300,6 +313,7 @@ class ClientRateControl:
     def _admitted(self, ticket: Ticket, now: float) -> None:
         self.admitted += 1
         self.model.admitted(ticket.sent_at)
+        self.window.admitted(ticket.seq)
         refused_since = self._refused_since
         if refused_since is not None and ticket.sent_at >= refused_since:
             # How long the server took to admit again after refusing: its period, as far as
@@ -307,17 +321,47 @@ class ClientRateControl:
             self._refused_since = None
             cleared = ticket.sent_at - refused_since
             self._lengthen(max((p for p in ROUND_PERIODS if p <= cleared), default=0.0))
-        if self.model.rate is not None and self._refused_since is None:
+            if cleared >= MIN_REST:
+                # A window's rest, not requests crossing in flight: the next window opened.
+                if self._bare_streak:
+                    was_engaged = self.window.engaged
+                    self.window.cycle(
+                        self._open_admitted,
+                        max(self._open_at, self.meter.first),  # the first send opened one
+                        self._first_refused,
+                        ticket.sent_at,
+                        ticket.seq,
+                    )
+                    if self.window.engaged and not was_engaged:
+                        self._apply_rate()  # bursts of a window's budget are the point now
+                self._open_at = ticket.sent_at
+                self._open_admitted = 0
+                self._first_refused = math.inf
+        if self._open_at <= ticket.sent_at < self._first_refused:
+            self._open_admitted += 1
+        if self.model.rate is not None and self._refused_since is None and not self.window.engaged:
             self.model.regrow(now)
             self._apply_rate()
 
     def _throttled(self, answer: Answer, ticket: Ticket, now: float) -> None:
+        info = answer.rate_limit
+        retry_after = answer.retry_after
+        bare = info is None and retry_after is None
+        window = self.window
+        if window.engaged:
+            if not bare:
+                window.engaged = False  # the server speaks: its words, not our inference
+            elif not window.refused(ticket.seq, now) and window.engaged:
+                return  # the window's own edge, as inferred: wait for the next one
+            else:
+                self._apply_rate()
+        if self._open_at <= ticket.sent_at < self._first_refused:
+            self._first_refused = ticket.sent_at
         streak_begins = self._refused_since is None
         if streak_begins:
             self._refused_since = ticket.sent_at
             self._bare_seconds = BARE_HOLD_INITIAL
-        info = answer.rate_limit
-        retry_after = answer.retry_after
+            self._bare_streak = bare
         budget_knows_end = self.budget_trusted and info is not None and info.reset is not None
         if budget_knows_end:
             # A trusted window budget knows the end more precisely than a rounded Retry-After,
@@ -337,7 +381,7 @@ class ClientRateControl:
             self._apply_rate()
 
     def _apply_rate(self) -> None:
-        rate = self.model.rate
+        rate = None if self.window.engaged else self.model.rate
         if self._ceiling is not None:
             rate = self._ceiling if rate is None else min(rate, self._ceiling)
         if rate is None:

@@ -101,8 +101,20 @@ class AdmissionLog:
 
     def rate(self, now: float, horizon: float) -> float:
         """Admissions per second over the last ``horizon`` seconds (or since the first)."""
-        span = max(MIN_SPAN, min(horizon, LOG_SECONDS, now - self.first))
-        return self.count(now, span) / covered(now, span)
+        count, seconds = self.measure(now, horizon)
+        return count / seconds
+
+    def measure(self, now: float, span: float) -> tuple[int, float]:
+        """Admissions in the last ``span`` seconds (at least ``MIN_SPAN``), and the seconds
+        that count covers; a span reaching back past the first admission counts from it."""
+        span = max(span, MIN_SPAN)
+        if self.first == math.inf:
+            return 0, span
+        if now - self.first <= span:
+            buckets = int(now / BUCKET) - int(self.first / BUCKET) + 1
+            return self.count(now, buckets * BUCKET - 1e-9), max(now - self.first, MIN_SPAN)
+        span = min(span, LOG_SECONDS)
+        return self.count(now, span), covered(now, span)
 
 
 def covered(now: float, span: float) -> float:
@@ -164,11 +176,13 @@ class GcraPacer:
 
         A slot taken late by less than ``CATCH_UP`` seconds keeps the schedule instead of
         starting a new one from ``now``: timers fire late by a little every time, and
-        restarting from each late wake-up would pace below the rate.
+        restarting from each late wake-up would pace below the rate. After a longer gap (or
+        the first send) the schedule starts from ``now``.
         """
         tat = self._tat
-        floor = now - min(CATCH_UP, self._interval * self._burst)
-        self._tat = (tat if tat > floor else floor) + self._interval
+        if tat < now - CATCH_UP:
+            tat = now
+        self._tat = tat + self._interval
 
 
 class AdmissionRate:
@@ -206,11 +220,14 @@ class AdmissionRate:
         # Admissions over the server's period (a window admits in bursts). After a slow start
         # the period holds the ramp, so the recent rate counts too, whichever is higher.
         for want in (MIN_SPAN, horizon) if self._slow else (horizon,):
-            span = max(MIN_SPAN, min(want, LOG_SECONDS, now - log.first))
-            admitted = log.count(now, span)
-            rate = admitted / covered(now, span)
+            admitted, seconds = log.measure(now, want)
+            rate = admitted / seconds
             if rate > measured:
                 measured, count = rate, admitted
+        if count == 0:
+            # Nothing admitted to pace by: the pauses hold the client, and a rate of nothing
+            # would only slow it down once the server admits again.
+            return False
         self.measured = measured
         self.rate = max(MIN_RATE, MARGIN * measured)
         self._cut_rate = self.rate

@@ -1,0 +1,96 @@
+"""The window budget stated in rate-limit headers, pure and clock-driven."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dialnexa_async._header_budget import HeaderBudget
+from dialnexa_async._rate_control import Ticket
+from dialnexa_async._sansio.headers import RateLimitInfo
+
+Seen = tuple[int, float, float, int, float]
+"""One answer: (request number, sent at, answered at, remaining, reset)."""
+
+
+def _budget(answers: list[Seen], limit: int | None = 10) -> HeaderBudget:
+    """A budget that has read ``answers``, each stating ``limit``."""
+    budget = HeaderBudget()
+    for seq, sent_at, now, remaining, reset in answers:
+        budget.observe(RateLimitInfo(limit, remaining, reset), Ticket(seq, sent_at), now)
+    return budget
+
+
+def test_no_headers_no_budget() -> None:
+    """Before any headers every request fits and none waits."""
+    budget = HeaderBudget()
+    assert budget.exhausted(10**9) is False
+    assert budget.wait(10**9, 0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("seq", "remaining", "last_fitting"),
+    [(1, 3, 4), (1, 0, 1), (5, 2, 7), (10, 0, 10)],
+)
+def test_remaining_counts_the_requests_sent_after_the_answered_one(
+    seq: int, remaining: int, last_fitting: int
+) -> None:
+    """remaining: r for request s lets requests up to s + r go and holds the next till the end."""
+    budget = _budget([(seq, 0.0, 0.5, remaining, 5.0)])
+    for sent in range(seq, last_fitting):
+        assert budget.exhausted(sent) is False
+        assert budget.wait(sent, 0.5) == 0.0
+    assert budget.exhausted(last_fitting) is True
+    assert budget.wait(last_fitting, 0.5) == pytest.approx(5.0)
+    assert budget.wait(last_fitting, 2.5) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    ("answers", "end", "last_seq"),
+    [
+        # The server rounds "0.4 s left" up to 1 s: the earlier estimate (t=1.0) stands.
+        ([(1, 0.0, 0.0, 2, 1.0), (3, 0.0, 0.6, 0, 1.0)], 1.0, 3),
+        # A later answer with an earlier end tightens it.
+        ([(1, 0.0, 0.0, 5, 3.0), (2, 0.0, 0.5, 4, 1.0)], 1.5, 6),
+        # A later answer claiming more room than the first allowed does not widen the budget.
+        ([(1, 0.0, 0.0, 2, 3.0), (2, 0.0, 0.5, 9, 2.5)], 3.0, 3),
+        # An answer to a request sent after the tracked window ended opens a new window.
+        ([(1, 0.0, 0.0, 0, 1.0), (2, 1.5, 1.6, 4, 9.0)], 10.6, 6),
+    ],
+)
+def test_the_window_end_and_budget_only_move_earlier_within_a_window(
+    answers: list[Seen], end: float, last_seq: int
+) -> None:
+    """Within one window the end is the earliest arrival + reset and the budget the smallest."""
+    budget = _budget(answers)
+    assert budget.end == pytest.approx(end)
+    assert budget.last_seq == last_seq
+
+
+@pytest.mark.parametrize(("limit", "fits"), [(4, 4), (1, 1), (None, math.inf)])
+def test_a_new_window_admits_the_known_limit(limit: int | None, fits: float) -> None:
+    """Once the window is over, ``limit`` requests fit, and the next waits two window lengths."""
+    budget = _budget([(1, 0.0, 0.0, 0, 1.0)], limit=limit)
+    assert budget.wait(1, 0.5) == pytest.approx(0.5)
+    assert budget.wait(1, 1.0) == 0.0  # the window is over
+    assert budget.last_seq == 1 + fits
+    if limit is not None:
+        for sent in range(1, 1 + limit):
+            assert budget.wait(sent, 1.0) == 0.0
+        # No answer from the new window yet: its end is bounded by two window lengths.
+        assert budget.wait(1 + limit, 1.0) == pytest.approx(2 * 1.0)
+    else:
+        assert budget.wait(10**9, 1.0) == 0.0
+
+
+def test_the_window_length_is_the_longest_reset_seen() -> None:
+    """length is the longest reset read, and the limit the last one stated."""
+    budget = HeaderBudget()
+    budget.observe(RateLimitInfo(10, 9, 4.0), Ticket(1, 0.0), 0.0)
+    budget.observe(RateLimitInfo(None, 8, 3.5), Ticket(2, 0.0), 0.5)
+    assert budget.length == 4.0
+    assert budget.limit == 10
+    budget.observe(RateLimitInfo(20, 0, 10.0), Ticket(3, 5.0), 5.0)
+    assert budget.length == 10.0
+    assert budget.limit == 20
