@@ -187,6 +187,7 @@ def run_contender(
     profile: Path | None = None,
     timeout: float | None = None,
     pace: float | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Run one contender in a fresh pinned subprocess and return its JSON result.
 
@@ -212,6 +213,8 @@ def run_contender(
         command += ["--profile", str(profile)]
     if pace is not None:
         command += ["--pace", repr(pace)]
+    if deadline is not None:
+        command += ["--deadline", repr(deadline)]
     limit = timeout if timeout is not None else max(300.0, n / 50)
     before = server_cpu() if server_cpu is not None else None
     process = subprocess.Popen(

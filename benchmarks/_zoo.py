@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 __all__ = [
+    "DEADLINE_FACTOR",
     "JUDGED",
     "PLAIN",
     "QUICK_ROWS",
@@ -63,6 +64,11 @@ Body = Literal["json", "html", "text", "empty"]
 
 ZOO_SECONDS = 20.0
 """A perfect client needs this long for a row's leads in a default run: 20 s of the limit."""
+
+DEADLINE_FACTOR = 2.0
+"""A run is cut short after this many times a perfect client's time: the ids not done by then
+are reported undone (a user's job has a deadline too), so one hopeless contender cannot hold
+the zoo up for minutes."""
 
 ZOO_QUICK_SECONDS = 3.0
 """The same with ``--quick``."""

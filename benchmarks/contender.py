@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import functools
 import gc
 import json
 import math
@@ -23,7 +24,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._contenders import LOOPS, REGISTRY, Run, Tally, Verify, is_known, split_name
+from ._contenders import LOOPS, REGISTRY, Check, Run, Tally, Verify, is_known, split_name
 from ._scenarios import SCENARIOS
 
 TIMELINE_STEP = 0.1
@@ -46,12 +47,19 @@ def _gc_collections() -> int:
     return sum(stat["collections"] for stat in gc.get_stats())
 
 
-async def _timed(name: str, run: Run, tally: Tally) -> tuple[Verify, float, float, int, float]:
+async def _timed(
+    name: str, run: Run, tally: Tally, deadline: float | None = None
+) -> tuple[Verify, float, float, int, float]:
     contender = REGISTRY[split_name(name)[0]].run
     gc_before = _gc_collections()
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
-    verify = await contender(run, tally)
+    try:
+        verify = await asyncio.wait_for(contender(run, tally), deadline)
+    except asyncio.TimeoutError:
+        # Out of time: what arrived counts, the rest is undone (as a run cut short by a user).
+        done = tally.marks[-1][1] if tally.marks else 0
+        verify = functools.partial(Check, ok=done, missing=run.n - done, errors=["deadline"])
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
     return verify, elapsed, cpu, _gc_collections() - gc_before, started
@@ -87,8 +95,18 @@ def ok_timeline(
     return points
 
 
-def measure(name: str, scenario: str, run: Run, profile: Path | None = None) -> dict[str, Any]:
-    """Run one contender once and describe the run as a JSON-ready dict."""
+def measure(
+    name: str,
+    scenario: str,
+    run: Run,
+    profile: Path | None = None,
+    deadline: float | None = None,
+) -> dict[str, Any]:
+    """Run one contender once and describe the run as a JSON-ready dict.
+
+    With ``deadline`` (seconds) a run still going then is cut short: the ids that arrived by
+    then count, the rest are reported ``missing`` (undone).
+    """
     base, loop = split_name(name)
     REGISTRY[base].load(loop)
     start_rss = _maxrss_mb()
@@ -100,7 +118,7 @@ def measure(name: str, scenario: str, run: Run, profile: Path | None = None) -> 
         # "disabled" samples whatever runs on the thread: every task and the loop itself.
         profiler = Profiler(async_mode="disabled")
         profiler.start()
-    verify, elapsed, cpu, collections, started = _run_on(loop, _timed(name, run, tally))
+    verify, elapsed, cpu, collections, started = _run_on(loop, _timed(name, run, tally, deadline))
     if profiler is not None and profile is not None:
         profiler.stop()
         _write_profile(profiler, profile)
@@ -211,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile", type=Path, default=None, help="write a pyinstrument profile to PREFIX.*"
     )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="cut the run short after this long; ids not done by then are reported undone",
+    )
     return parser
 
 
@@ -239,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeline=scenario.kind == "zoo",
         pace=ns.pace,
     )
-    result = measure(ns.name, ns.scenario, run, ns.profile)
+    result = measure(ns.name, ns.scenario, run, ns.profile, ns.deadline)
     print(json.dumps(result), flush=True)
     ok = result["intact"] if scenario.retries else result["passed"]
     return 0 if ok else 1

@@ -39,8 +39,9 @@ RECOVERY = 1.5
 """Seconds the cubic curve takes to climb from the cut back to the measured rate."""
 
 CUBE = (1.0 - MARGIN) / RECOVERY**3
-"""The cubic's coefficient, relative to the measured rate: past ``RECOVERY`` seconds the rate
-probes above it, by 3% a second later and 14% after ``2.7 * RECOVERY``."""
+"""The cubic's coefficient, relative to the measured rate: the curve climbs from the cut back
+to the measured rate in ``RECOVERY`` seconds, then probes above it, by 3% one ``RECOVERY``
+later and by 24% two later."""
 
 MIN_RATE = 0.5
 """Requests per second the rate never goes below, so a probe always gets out."""
