@@ -329,7 +329,8 @@ class AsyncDialNexa:
             sent: how many requests this call has sent so far: the refusal's ``attempts``.
         """
         try:
-            return await self._rate.acquire()
+            # A retry never goes out as a pause's probe: only fresh requests risk a refusal.
+            return await self._rate.acquire(may_probe=sent == 0)
         except RateLimitError as error:
             error.attempts = sent
             if not error.refused_by_client:

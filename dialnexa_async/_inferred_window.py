@@ -78,6 +78,7 @@ class InferredWindow:
         self._admitted = 0  # of those, admitted
         self._full = True  # the window's whole budget was admitted
         self._early_refusals = 0  # windows in a row that refused before their budget
+        self._shifted = -1  # the first sequence number of the window last moved later
 
     def cycle(
         self, admitted: int, opened_at: float, refused_at: float, reopened_at: float, seq: int
@@ -149,6 +150,8 @@ class InferredWindow:
         if not self.engaged or seq < self._open_seq:
             return False  # sent in an earlier window: its echo
         position = seq - self._open_seq
+        if self._open_seq == self._shifted:
+            return False  # this window already refused early and was moved: its echo
         if position >= SHORTFALL * self.budget:
             # Refusals of one window can arrive in any order: the first refused one counts.
             self.budget = min(self.budget, max(position, MIN_BUDGET))
@@ -158,6 +161,7 @@ class InferredWindow:
             # the server's (the old window still in force): hold the rest back and open the
             # next window a little later.
             self._early_refusals += 1
+            self._shifted = self._open_seq
             self._sent = self.budget
             step = PHASE_STEP * self.period
             self._opened_at = now + step - self.period - max(GUARD, GUARD_SHARE * self.period)

@@ -172,11 +172,17 @@ class ClientRateControl:
         self.meter.record(now)
         return Ticket(self._seq, now)
 
-    async def acquire(self) -> Ticket:
-        """Wait out any pause, spent budget and pacing slot; raise if a server's pause is long."""
+    async def acquire(self, *, may_probe: bool = True) -> Ticket:
+        """Wait out any pause, spent budget and pacing slot; raise if a server's pause is long.
+
+        Args:
+            may_probe: whether this request may go out as the probe of a pause or hold. A
+                retry should not: a refused probe would cost its call an attempt, and one
+                call could carry probe after probe until its retries run out.
+        """
         clock = self._clock
         while True:
-            now = await self._wait_for_room()
+            now = await self._wait_for_room(may_probe)
             pacer = self._pacer
             if pacer is None or self._holding(now):
                 break  # no pacing, or a probe through a hold: its own spacing applies
@@ -185,7 +191,7 @@ class ClientRateControl:
                 break
             await self._take_slot()
             now = clock.monotonic()
-            if self._room_wait(now) <= 0:
+            if self._room_wait(now, may_probe) <= 0:
                 break
             # A pause began while this request queued for its slot: a slot kept through it
             # would go out in a burst when it ends, so wait it out and queue again.
@@ -237,7 +243,7 @@ class ClientRateControl:
         """Whether a pause or hold is in force (a request let through now is its probe)."""
         return now < max(self.pause.until, self.budget_hold.until, self.bare_hold.until)
 
-    def _room_wait(self, now: float) -> float:
+    def _room_wait(self, now: float, may_probe: bool = True) -> float:
         """Seconds until no pause or spent budget holds the next request; raise if too long."""
         pause = self.pause
         hold = self.budget_hold
@@ -253,14 +259,18 @@ class ClientRateControl:
                 status_code=429,
                 retry_after=held,
             )
-        return max(pause.wait(now), hold.wait(now), self.bare_hold.wait(now), self.window.wait(now))
+        bare = self.bare_hold
+        window = self.window.wait(now)
+        if not may_probe:
+            return max(pause.remaining(now), hold.remaining(now), bare.remaining(now), window)
+        return max(pause.wait(now), hold.wait(now), bare.wait(now), window)
 
-    async def _wait_for_room(self) -> float:
+    async def _wait_for_room(self, may_probe: bool = True) -> float:
         """Sleep until no pause or spent budget holds the next request; return the time then."""
         clock = self._clock
         while True:
             now = clock.monotonic()
-            wait = self._room_wait(now)
+            wait = self._room_wait(now, may_probe)
             if wait <= 0:
                 return now
             await clock.sleep(wait)

@@ -1,9 +1,10 @@
-"""AsyncDialNexa against aioresponses: configuration, error mapping, retries, secrecy."""
+"""AsyncDialNexa against aioresponses: configuration, error mapping, retries, refusals, secrecy."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import re
 
 import aiohttp
@@ -12,6 +13,8 @@ from aioresponses import aioresponses
 from multidict import CIMultiDict
 
 import dialnexa_async as dnx
+from dialnexa_async._rate_control import BARE_HOLD_INITIAL
+from dialnexa_async._sansio.answer import Answer
 
 from .conftest import API_KEY, BASE_URL, LEAD_BODY, LEAD_URL, envelope, request_count
 
@@ -91,7 +94,7 @@ async def test_transient_statuses_are_retried_then_succeed(
     assert lead.id == "lead_abc123"
     assert request_count(mock_api) == 3
     assert client.stats.retries == 2
-    assert len(clock.sleeps) == 2
+    assert len([s for s in clock.sleeps if s > 0]) == 2  # one wait before each retry
 
 
 async def test_retries_stop_at_max_retries(clock: dnx.VirtualClock, mock_api: aioresponses) -> None:
@@ -176,29 +179,73 @@ async def test_retry_after_is_slept(
     assert client.stats.rate_limited == 1
 
 
+EPOCH_IN_3S = int(dnx.VirtualClock().time()) + 3
+"""Three seconds after a fresh VirtualClock's start, as a POSIX timestamp."""
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "3"}, id="x-delta"),
+        pytest.param(
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(EPOCH_IN_3S)}, id="x-epoch"
+        ),
+        pytest.param(
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": f"{EPOCH_IN_3S}000"},
+            id="x-epoch-ms",
+        ),
+        pytest.param(
+            {"x-rate-limit-remaining": "0", "x-rate-limit-reset": str(EPOCH_IN_3S)},
+            id="twitter-epoch",
+        ),
+        pytest.param(
+            {"ratelimit-limit": "5", "ratelimit-remaining": "0", "ratelimit-reset": "3"},
+            id="draft-6",
+        ),
+        pytest.param({"ratelimit": "limit=5, remaining=0, reset=3"}, id="draft-7"),
+        pytest.param(
+            {"ratelimit": '"default";r=0;t=3', "ratelimit-policy": '"default";q=5;w=3'},
+            id="draft-8",
+        ),
+    ],
+)
 async def test_ratelimit_reset_stands_in_for_retry_after_on_429(
-    client: dnx.AsyncDialNexa, mock_api: aioresponses, clock: dnx.VirtualClock
+    client: dnx.AsyncDialNexa,
+    mock_api: aioresponses,
+    clock: dnx.VirtualClock,
+    headers: dict[str, str],
 ) -> None:
-    """Without Retry-After, a 429's x-ratelimit-reset is the wait."""
-    mock_api.get(
-        LEAD_URL, status=429, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "3"}
-    )
+    """Without Retry-After, a 429's reset in any dialect is the wait; an epoch is never slept
+    as a number of seconds."""
+    mock_api.get(LEAD_URL, status=429, headers=headers)
     mock_api.get(LEAD_URL, payload=LEAD_BODY)
     await client.get_lead("lead_abc123")
     assert sum(clock.sleeps) == pytest.approx(3.0)
     assert clock.monotonic() == pytest.approx(3.0)
 
 
-async def test_bare_429_waits_out_the_client_wide_pause(
+async def test_bare_429_holds_the_client_and_its_retry_waits_the_whole_hold(
     client: dnx.AsyncDialNexa, mock_api: aioresponses, clock: dnx.VirtualClock
 ) -> None:
-    """Hintless 429s back off as one client: 0.1 s, then 0.2 s, doubling while they continue."""
+    """A hintless 429 holds the client BARE_HOLD_INITIAL, doubling while refusals go on; a
+    retry never goes out as the hold's probe (a refused probe would cost its call an attempt),
+    so each retry waits for the whole hold."""
     for _ in range(2):
         mock_api.get(LEAD_URL, status=429, body="<html>slow down</html>", content_type="text/html")
     mock_api.get(LEAD_URL, payload=LEAD_BODY)
     await client.get_lead("lead_abc123")
-    assert clock.sleeps == [pytest.approx(0.1), pytest.approx(0.2)]
     assert request_count(mock_api) == 3
+    hold = client._rate.bare_hold
+    assert hold.count == 2
+    assert hold.shortened == 0  # no probe went out
+    # Each retry: tenacity's wait of 0, then the whole hold, the second twice the first.
+    assert clock.sleeps == [
+        0.0,
+        pytest.approx(BARE_HOLD_INITIAL),
+        0.0,
+        pytest.approx(2 * BARE_HOLD_INITIAL),
+    ]
+    assert clock.monotonic() == pytest.approx(3 * BARE_HOLD_INITIAL)
 
 
 async def test_5xx_backoff_is_jittered_and_doubles(
@@ -227,13 +274,113 @@ async def test_server_wait_over_max_retry_wait_fails_at_once(
         assert caught.value.retry_after == 3600.0
         assert caught.value.attempts == 1
         assert request_count(mock_api) == 1
+        assert not caught.value.refused_by_client
         # The client as a whole is paused now: the next call fails without a request.
         with pytest.raises(dnx.RateLimitError) as again:
             await client.get_lead("lead_2")
+        assert again.value.refused_by_client
+        assert again.value.attempts == 0
         assert again.value.retry_after is not None
         assert again.value.retry_after > 3500
         assert request_count(mock_api) == 1
+        stats = client.stats
+        assert (stats.requests, stats.rate_limited, stats.refused) == (1, 1, 1)
     assert clock.sleeps == []
+
+
+async def test_a_call_the_client_withholds_sends_nothing(
+    client: dnx.AsyncDialNexa, mock_api: aioresponses
+) -> None:
+    """A call made while the client is paused past max_retry_wait is refused by the client
+    itself: no request, attempts 0, counted as refused and not as a server 429."""
+    rate = client._rate
+    earlier = rate.try_acquire()
+    assert earlier is not None
+    rate.observe(Answer(429, None, 3600.0), earlier)  # an hour's pause, from another process
+    mock_api.get(LEAD_URL, payload=LEAD_BODY, repeat=True)
+    with pytest.raises(dnx.RateLimitError) as caught:
+        await client.get_lead("lead_1")
+    error = caught.value
+    assert error.refused_by_client
+    assert error.attempts == 0
+    assert error.status_code == 429
+    assert error.retry_after is not None
+    assert error.retry_after > 60
+    assert str(error).startswith("the client withheld the request")
+    assert "refused_by_client=True" in repr(error)
+    assert pickle.loads(pickle.dumps(error)).refused_by_client
+    assert request_count(mock_api) == 0
+    counts = client.stats.as_dict()
+    assert (counts["requests"], counts["refused"], counts["rate_limited"]) == (0, 1, 0)
+    assert "refused=1" in repr(client.stats)
+
+
+async def test_a_429_then_a_withheld_retry_counts_each_once(
+    client: dnx.AsyncDialNexa, mock_api: aioresponses, clock: dnx.VirtualClock
+) -> None:
+    """A 429 whose window ends past max_retry_wait, retried after its short Retry-After, ends
+    in the client's own refusal: one attempt sent, one server 429, one refusal."""
+    window_end = str(int(clock.time()) + 3600)  # GitHub's epoch form
+    mock_api.get(
+        LEAD_URL,
+        status=429,
+        headers={"Retry-After": "1", "x-ratelimit-remaining": "0", "x-ratelimit-reset": window_end},
+    )
+    mock_api.get(LEAD_URL, payload=LEAD_BODY)
+    with pytest.raises(dnx.RateLimitError) as caught:
+        await client.get_lead("lead_1")
+    error = caught.value
+    assert error.refused_by_client
+    assert error.attempts == 1
+    assert error.retry_after is not None
+    assert 3500 < error.retry_after <= 3600
+    assert request_count(mock_api) == 1
+    stats = client.stats
+    assert (stats.requests, stats.rate_limited, stats.refused) == (1, 1, 1)
+    assert clock.sleeps == [1.0]
+
+
+SPENT_QUOTA = {"x-ratelimit-limit": "5", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "30"}
+"""The API's documented headers saying the quota is spent for 30 s."""
+
+
+async def _sleeps_after_a_200_with(headers: dict[str, str]) -> list[float]:
+    """What a second call sleeps after a first call's 200 carried ``headers``."""
+    clock = dnx.VirtualClock()
+    with aioresponses() as mocked:
+        mocked.get(LEAD_URL, payload=LEAD_BODY, headers=headers)
+        mocked.get(LEAD_URL, payload=LEAD_BODY)
+        async with dnx.AsyncDialNexa(api_key=API_KEY, base_url=BASE_URL, clock=clock) as client:
+            await client.get_lead("lead_1")
+            assert clock.sleeps == []
+            await client.get_lead("lead_2")
+    return clock.sleeps
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(
+            {**SPENT_QUOTA, "x-ratelimit-reset": str(int(dnx.VirtualClock().time()) + 30)},
+            id="github-epoch",
+        ),
+        pytest.param(
+            {"RateLimit-Limit": "5", "RateLimit-Remaining": "0", "RateLimit-Reset": "30"},
+            id="draft-6",
+        ),
+        pytest.param({"RateLimit": "limit=5, remaining=0, reset=30"}, id="draft-7"),
+        pytest.param(
+            {"RateLimit": '"default";r=0;t=30', "RateLimit-Policy": '"default";q=5;w=30'},
+            id="draft-8",
+        ),
+    ],
+)
+async def test_every_dialect_on_a_200_reaches_rate_control(headers: dict[str, str]) -> None:
+    """A 200 saying in any dialect that the quota is spent for 30 s holds the next call
+    exactly as the API's own x-ratelimit-* headers do."""
+    expected = await _sleeps_after_a_200_with(SPENT_QUOTA)
+    assert expected
+    assert await _sleeps_after_a_200_with(headers) == pytest.approx(expected)
 
 
 async def test_429_forever_ends_as_rate_limit_error(

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import dialnexa_async as dnx
-from dialnexa_async._rate_control import MIN_SERVER_WAIT
 from dialnexa_async._constants import BACKOFF_INITIAL, MAX_SERVER_DELAY
+from dialnexa_async._rate_control import MIN_SERVER_WAIT
 from dialnexa_async._transport import RECV_SIZE, _task_marker
 from tests.hostile import (
     LEAD,

@@ -1,48 +1,105 @@
-"""Client-wide rate control in virtual time: cooldowns, window budget, adaptive rate, pacing."""
+"""Client-wide rate control in virtual time: pauses, probes, header budget, adaptive rate.
+
+The controller is driven with the SDK's ``VirtualClock``; answers are handed to ``observe``
+the moment they are decided, so every wait in these tests is one the controller chose.
+Expectations are derived from the modules' named constants.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 
 import pytest
 
 import dialnexa_async as dnx
+from dialnexa_async._pause import EARLY_ENDS, MIN_PROBE_GAP, PROBES
 from dialnexa_async._rate_control import (
     BARE_HOLD_INITIAL,
+    BARE_HOLD_MAX,
+    MIN_HORIZON,
+    MIN_SERVER_WAIT,
+    ROUND_PERIODS,
     Answer,
     ClientRateControl,
-    Pacer,
     Ticket,
 )
+from dialnexa_async._rate_model import LOG_SECONDS, MARGIN, MIN_RATE, RECOVERY
 from dialnexa_async._sansio.headers import RateLimitInfo
+
+OK = Answer(200, None, None)
+BARE_429 = Answer(429, None, None)
+HINTED_429 = Answer(429, None, 0.0)
+"""A 429 that says to retry at once: it cuts the rate, but is no bare 429 to infer a window from."""
 
 
 def _control(
-    clock: dnx.VirtualClock, rate_limit: float | None = None, concurrency: int = 64
+    clock: dnx.VirtualClock, rate_limit: float | None = None, max_wait: float = 60.0
 ) -> ClientRateControl:
-    return ClientRateControl(
-        clock, rate_limit=rate_limit, max_wait=60.0, max_concurrency=concurrency
-    )
+    return ClientRateControl(clock, rate_limit=rate_limit, max_wait=max_wait)
 
 
-def _now(clock: dnx.VirtualClock, seq: int = 1) -> Ticket:
+def _gap(seconds: float) -> float:
+    """The spacing of probes during a pause of ``seconds``."""
+    return max(MIN_PROBE_GAP, seconds / (PROBES + 1))
+
+
+def _after(seconds: float) -> Answer:
+    """A 429 whose Retry-After is ``seconds``."""
+    return Answer(429, None, seconds)
+
+
+async def _admit(
+    control: ClientRateControl,
+    clock: dnx.VirtualClock,
+    per_second: float,
+    seconds: float,
+    answer: Answer = OK,
+) -> None:
+    """Send and admit requests evenly at ``per_second`` for ``seconds``."""
+    for _ in range(round(per_second * seconds)):
+        control.observe(answer, await control.acquire())
+        clock.advance(1 / per_second)
+
+
+def _now(clock: dnx.VirtualClock, seq: int = 0) -> Ticket:
+    """A ticket for a request sent now (for answers whose sending is not under test)."""
     return Ticket(seq, clock.monotonic())
 
 
-async def test_a_429_pauses_every_new_request_once() -> None:
-    """After a 429 with Retry-After, all waiting tasks sit out one shared pause."""
+# --- server pauses (Retry-After) -----------------------------------------------------------------
+
+
+async def test_a_retry_after_pauses_every_new_request_once_but_probes() -> None:
+    """After a 429 with Retry-After only spaced probes go before its end; the rest wait it out."""
     clock = dnx.VirtualClock()
     control = _control(clock)
-    control.observe(Answer(429, None, 2.0), _now(clock))
-    starts: list[float] = []
+    await _admit(control, clock, 100.0, 1.0)
+    start = clock.monotonic()
+    end = start + 2.0
+    control.observe(_after(2.0), _now(clock))
+    sent: list[tuple[float, bool]] = []
 
     async def request() -> None:
         ticket = await control.acquire()
-        starts.append(ticket.sent_at)
+        probe = control.pause.probe == ticket.seq
+        sent.append((ticket.sent_at, probe))
+        # The server refuses until the end of the pause, then admits.
+        if ticket.sent_at < end:
+            control.observe(_after(end - ticket.sent_at), ticket)
+        else:
+            control.observe(OK, ticket)
 
-    await asyncio.gather(*(request() for _ in range(10)))
-    assert all(start >= 2.0 for start in starts)
-    assert max(starts) < 2.0 + 1e-9
+    await asyncio.gather(*(request() for _ in range(30)))
+    early = [at for at, probe in sent if at < end - 1e-9]
+    assert all(probe for at, probe in sent if at < end - 1e-9)
+    assert 1 <= len(early) <= PROBES
+    assert all(b - a >= _gap(2.0) - 1e-9 for a, b in itertools.pairwise(early))
+    assert early[0] == pytest.approx(start + _gap(2.0))
+    rest = [at for at, _ in sent if at >= end - 1e-9]
+    assert len(rest) == 30 - len(early)
+    assert min(rest) == pytest.approx(end)
     assert control.cooldowns == 1
     assert control.cooldown_seconds == pytest.approx(2.0)
 
@@ -51,39 +108,189 @@ async def test_pause_only_moves_forward() -> None:
     """A later, shorter wait never shortens a longer pause already in force."""
     clock = dnx.VirtualClock()
     control = _control(clock)
-    control.observe(Answer(429, None, 5.0), _now(clock))
-    control.observe(Answer(429, None, 1.0), _now(clock))
+    control.observe(_after(5.0), _now(clock))
+    control.observe(_after(1.0), _now(clock))
     assert control.paused_for == pytest.approx(5.0)
-    control.observe(Answer(429, None, 8.0), _now(clock))
+    control.observe(_after(8.0), _now(clock))
     assert control.paused_for == pytest.approx(8.0)
     assert control.cooldown_seconds == pytest.approx(8.0)
 
 
-async def test_exhausted_window_holds_until_reset() -> None:
-    """x-ratelimit-remaining: 0 holds new requests until x-ratelimit-reset."""
+async def test_an_admitted_probe_ends_a_pause_early() -> None:
+    """A probe the server admits during a pause ends it for every request at once."""
     clock = dnx.VirtualClock()
     control = _control(clock)
-    first = await control.acquire()
-    control.observe(Answer(200, RateLimitInfo(150, 0, 40.0), None), first)
-    await control.acquire()
-    assert clock.monotonic() == pytest.approx(40.0)
+    await _admit(control, clock, 100.0, 1.0)
+    start = clock.monotonic()
+    control.observe(_after(10.0), _now(clock))
+    probe = await control.acquire()
+    assert probe.sent_at == pytest.approx(start + _gap(10.0))
+    assert control.pause.probe == probe.seq
+    control.observe(OK, probe)
+    assert control.paused_for == 0.0
+    assert control.pause.shortened == 1
+    cap = control.send_rate_cap
+    assert cap is not None
+    nxt = await control.acquire()
+    assert nxt.sent_at <= probe.sent_at + 1 / cap + 1e-9  # paced at the rate, not paused
+
+
+@pytest.mark.parametrize(("beaten", "trusted"), [(EARLY_ENDS - 1, True), (EARLY_ENDS, False)])
+async def test_pauses_that_probes_beat_in_a_row_stop_pausing_the_client(
+    beaten: int, trusted: bool
+) -> None:
+    """After EARLY_ENDS pauses in a row that a probe cut short, a Retry-After pauses no one."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _admit(control, clock, 100.0, 1.0)
+    for _ in range(beaten):
+        control.observe(_after(10.0), _now(clock))
+        probe = await control.acquire()
+        control.observe(OK, probe)
+        assert control.paused_for == 0.0
+        await _admit(control, clock, 100.0, 1.0)
+    assert control.pause.trusted is trusted
+    horizon = control.horizon
+    cooldowns = control.cooldowns
+    control.observe(_after(4 * horizon), _now(clock))
+    assert control.paused_for == (pytest.approx(4 * horizon) if trusted else 0.0)
+    assert control.cooldowns == cooldowns + (1 if trusted else 0)
+    # An untrusted wait does not pass for the server's period either.
+    assert control.horizon == (min(LOG_SECONDS, 4 * horizon) if trusted else horizon)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "fails"),
+    [(3600.0, True), (60.5, True), (59.0, False), (1.0, False)],
+)
+async def test_a_pause_longer_than_max_wait_fails_fast(retry_after: float, fails: bool) -> None:
+    """A pause longer than max_wait fails new requests at once with the remaining wait."""
+    clock = dnx.VirtualClock()
+    control = _control(clock, max_wait=60.0)
+    control.pause.probing = False  # no probe: a request either fails or waits out the pause
+    control.observe(_after(retry_after), _now(clock))
+    if fails:
+        with pytest.raises(dnx.RateLimitError) as caught:
+            await control.acquire()
+        assert caught.value.retry_after == pytest.approx(retry_after)
+        assert clock.sleeps == []
+    else:
+        ticket = await control.acquire()
+        assert ticket.sent_at == pytest.approx(retry_after)
+
+
+@pytest.mark.parametrize("retry_after", [0.0, MIN_SERVER_WAIT / 2])
+async def test_a_retry_after_shorter_than_min_server_wait_still_pauses_that_long(
+    retry_after: float,
+) -> None:
+    """A 429 saying Retry-After: 0 (or a past date) pauses the client MIN_SERVER_WAIT."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    control.pause.probing = False  # no probe: the next request waits out the whole pause
+    control.observe(_after(retry_after), await control.acquire())
+    assert control.cooldowns == 1
+    assert control.paused_for == pytest.approx(MIN_SERVER_WAIT)
+    nxt = await control.acquire()
+    assert nxt.sent_at == pytest.approx(MIN_SERVER_WAIT)
+
+
+async def test_a_probe_through_a_pause_skips_the_pacer() -> None:
+    """A request let through a pause as its probe goes at once; later ones keep their slots."""
+    rate_limit = 0.5
+    clock = dnx.VirtualClock()
+    control = _control(clock, rate_limit=rate_limit)
+    control.observe(_after(1.0), await control.acquire())  # the pacer's next slot is 1/rate
+    probe = await control.acquire()
+    assert probe.sent_at == pytest.approx(_gap(1.0))
+    assert probe.sent_at < 1 / rate_limit  # not held for the pacer's slot
+    assert control.pause.probe == probe.seq
+    control.observe(OK, probe)  # admitted: the pause ends
+    assert control.paused_for == 0.0
+    nxt = await control.acquire()
+    assert nxt.sent_at == pytest.approx(1 / rate_limit)  # the probe took no slot of the pacer
+
+
+# --- bare 429s ---------------------------------------------------------------------------------
+
+
+async def test_a_bare_429_pauses_briefly_and_the_pause_doubles_while_refusals_go_on() -> None:
+    """A 429 with no hint holds the client BARE_HOLD_INITIAL, doubling to BARE_HOLD_MAX."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    doublings = math.ceil(math.log2(BARE_HOLD_MAX / BARE_HOLD_INITIAL)) + 2
+    for n in range(doublings):
+        control.observe(BARE_429, _now(clock, n + 1))
+        hold = control.bare_hold.remaining(clock.monotonic())
+        assert hold == pytest.approx(min(BARE_HOLD_INITIAL * 2**n, BARE_HOLD_MAX))
+        clock.advance(hold)
+    assert control.cooldowns == 0  # the client's own guess is no server-given pause
+    # An admission ends the run of refusals: the next one pauses briefly again.
+    control.observe(OK, _now(clock, 100))
+    control.observe(BARE_429, _now(clock, 101))
+    assert control.bare_hold.remaining(clock.monotonic()) == pytest.approx(BARE_HOLD_INITIAL)
+
+
+async def test_a_bare_429_holds_new_requests_but_a_probe() -> None:
+    """During a bare 429's hold the next request goes only as the probe, one gap in."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    control.observe(BARE_429, await control.acquire())
+    probe = await control.acquire()
+    assert probe.sent_at == pytest.approx(_gap(BARE_HOLD_INITIAL))
+    assert control.bare_hold.probe == probe.seq
+    # Refusals of requests sent during the hold are its echo: the hold does not double.
+    control.observe(BARE_429, probe)
+    assert control.bare_hold.until == pytest.approx(BARE_HOLD_INITIAL)
+
+
+# --- header budget -----------------------------------------------------------------------------
 
 
 async def test_window_budget_counts_requests_in_flight() -> None:
-    """remaining: 3 for request 1 lets requests 2-4 go, and holds the fifth until the reset."""
+    """remaining: 3 for request 1 lets requests 2-4 go at once and holds the fifth."""
     clock = dnx.VirtualClock()
     control = _control(clock)
     first = await control.acquire()
     control.observe(Answer(200, RateLimitInfo(10, 3, 5.0), None), first)
     for _ in range(3):
-        await control.acquire()
-    assert clock.monotonic() == 0.0
+        assert control.try_acquire() is not None
+    assert control.try_acquire() is None
     fifth = await control.acquire()
-    assert fifth.sent_at == pytest.approx(5.0)
+    # Held: it goes only as the spent budget's first probe.
+    assert fifth.sent_at == pytest.approx(_gap(5.0))
+    assert control.budget_hold.probe == fifth.seq
 
 
-async def test_window_end_is_the_earliest_arrival_plus_reset() -> None:
-    """Rounded-up resets from later answers tighten the estimate of the window's end."""
+async def test_a_spent_budget_holds_requests_until_the_reset_then_admits_the_limit() -> None:
+    """With the budget spent only refused probes go before the reset; then ``limit`` go at once."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    limit, reset = 4, 5.0
+    first = await control.acquire()
+    control.observe(Answer(200, RateLimitInfo(limit, 0, reset), None), first)
+    probes: list[float] = []
+    while True:
+        ticket = await control.acquire()
+        if ticket.sent_at >= reset - 1e-9:
+            break
+        probes.append(ticket.sent_at)
+        left = reset - ticket.sent_at
+        control.observe(Answer(429, RateLimitInfo(limit, 0, left), left), ticket)
+    assert probes == pytest.approx([k * _gap(reset) for k in range(1, len(probes) + 1)])
+    assert 1 <= len(probes) <= PROBES
+    assert control.budget_trusted is True
+    assert control.send_rate_cap is None  # the budget, not the rate, held the client
+    # The new window: ``limit`` requests (the one above among them) go at the reset...
+    window = [ticket] + [await control.acquire() for _ in range(limit - 1)]
+    assert [t.sent_at for t in window] == pytest.approx([reset] * limit)
+    # ...and the next is held again.
+    assert control.try_acquire() is None
+    held = await control.acquire()
+    assert held.sent_at > reset
+
+
+async def test_the_budget_holds_until_the_earliest_arrival_plus_reset() -> None:
+    """Rounded-up resets from later answers do not push the window's end back."""
     clock = dnx.VirtualClock()
     control = _control(clock)
     tickets = [await control.acquire() for _ in range(3)]
@@ -91,144 +298,184 @@ async def test_window_end_is_the_earliest_arrival_plus_reset() -> None:
     clock.advance(0.6)
     # The server rounds "0.4 s left" up to 1 s: the earlier estimate (t=1.0) must stand.
     control.observe(Answer(200, RateLimitInfo(3, 0, 1.0), None), tickets[2])
+    await control.acquire()  # the probe, left unanswered
     nxt = await control.acquire()
     assert nxt.sent_at == pytest.approx(1.0)
 
 
-async def test_new_window_uses_the_known_limit() -> None:
-    """Once a window is over, the next admits x-ratelimit-limit requests, then waits for it."""
+async def test_a_probe_admitted_before_the_reset_makes_the_budget_untrusted() -> None:
+    """A probe the server admits though the budget was spent ends the budget's hold for good."""
     clock = dnx.VirtualClock()
     control = _control(clock)
     first = await control.acquire()
-    control.observe(Answer(200, RateLimitInfo(4, 0, 1.0), None), first)
-    sent = [await control.acquire() for _ in range(5)]
-    assert [t.sent_at for t in sent[:4]] == [pytest.approx(1.0)] * 4
-    # No answer from the new window yet: its end is bounded by two window lengths.
-    assert sent[4].sent_at == pytest.approx(3.0)
-
-
-async def test_hintless_429_pauses_briefly_and_doubles_while_throttled() -> None:
-    """A bare 429 pauses the client 0.1 s, then 0.2 s for a probe that is throttled again."""
-    clock = dnx.VirtualClock()
-    control = _control(clock)
-    first = await control.acquire()
-    control.observe(Answer(429, None, None), first)
-    assert control.paused_for == pytest.approx(BARE_HOLD_INITIAL)
+    control.observe(Answer(200, RateLimitInfo(10, 0, 30.0), None), first)
     probe = await control.acquire()
-    assert probe.sent_at == pytest.approx(BARE_HOLD_INITIAL)
-    control.observe(Answer(429, None, None), probe)
-    assert control.paused_for == pytest.approx(2 * BARE_HOLD_INITIAL)
-    ok = await control.acquire()
-    control.observe(Answer(200, None, None), ok)
-    later = await control.acquire()
-    control.observe(Answer(429, None, None), later)
-    assert control.paused_for == pytest.approx(BARE_HOLD_INITIAL)
+    assert probe.sent_at == pytest.approx(_gap(30.0))
+    control.observe(Answer(200, RateLimitInfo(10, 0, 30.0 - probe.sent_at), None), probe)
+    assert control.budget_trusted is False
+    more = [await control.acquire() for _ in range(5)]
+    assert [t.sent_at for t in more] == pytest.approx([probe.sent_at] * 5)
 
 
-async def test_an_episode_reacts_once() -> None:
-    """429s to requests sent before the first throttle change neither pause, rate nor limit."""
-    clock = dnx.VirtualClock()
-    control = _control(clock, concurrency=64)
-    tickets = [await control.acquire() for _ in range(20)]
-    clock.advance(0.01)
-    control.observe(Answer(429, None, None), tickets[0])
-    rate = control.adaptive.rate
-    limit = control.concurrency.limit
-    paused = control.paused_for
-    for ticket in tickets[1:]:
-        control.observe(Answer(429, None, None), ticket)
-    assert control.adaptive.rate == rate
-    assert control.concurrency.limit == limit == 32
-    assert control.paused_for == pytest.approx(paused)
-
-
-async def test_each_counted_throttle_halves_the_concurrency_limit() -> None:
-    """A probe that is throttled again halves the in-flight limit once more; success regrows it."""
-    clock = dnx.VirtualClock()
-    control = _control(clock, concurrency=16)
-    control.observe(Answer(429, None, None), await control.acquire())
-    assert control.concurrency.limit == 8
-    control.observe(Answer(429, None, None), await control.acquire())
-    assert control.concurrency.limit == 4
-    for _ in range(40):
-        control.observe(Answer(200, None, None), await control.acquire())
-    assert control.concurrency.limit > 8
-
-
-async def test_slow_sender_429_leaves_the_rate_cap_off() -> None:
-    """A 429 while sending under 10 requests a second does not drag the rate cap down."""
+@pytest.mark.parametrize(("budget_trusted", "cuts"), [(True, False), (False, True)])
+async def test_a_429_with_window_headers_leaves_the_rate_to_a_trusted_budget(
+    budget_trusted: bool, cuts: bool
+) -> None:
+    """A trusted budget, not the rate, answers a 429 that states the window; untrusted, the rate."""
     clock = dnx.VirtualClock()
     control = _control(clock)
-    control.observe(Answer(429, None, None), await control.acquire())
-    assert control.send_rate_cap is None
-
-
-async def test_hintless_429_cuts_the_send_rate_to_a_share_of_the_measured_rate() -> None:
-    """A 429 without window headers caps the send rate below what was being sent."""
-    clock = dnx.VirtualClock()
-    control = _control(clock)
-    assert control.send_rate_cap is None
-    tickets = []
-    for _ in range(100):
-        tickets.append(await control.acquire())
-        clock.advance(0.01)
-    control.observe(Answer(429, None, 1.0), tickets[-1])
-    cap = control.send_rate_cap
-    assert cap is not None
-    assert 50 <= cap <= 80
-
-
-async def test_429_with_window_headers_leaves_the_rate_alone() -> None:
-    """When the server reports its window, the budget paces and the rate cap stays off."""
-    clock = dnx.VirtualClock()
-    control = _control(clock)
+    control.budget_trusted = budget_trusted
+    await _admit(control, clock, 100.0, 1.0)  # admissions for a cut to measure
     ticket = await control.acquire()
     control.observe(Answer(429, RateLimitInfo(100, 0, 1.0), 1.0), ticket)
-    assert control.send_rate_cap is None
+    assert (control.send_rate_cap is not None) is cuts
+    assert control.model.cuts == (1 if cuts else 0)
 
 
-async def test_rate_regrows_after_a_cut() -> None:
-    """Successes move the cut rate back up to the old rate, then beyond it."""
+@pytest.mark.parametrize("reset", [3600.0, 61.0])
+async def test_a_spent_budget_longer_than_max_wait_fails_fast(reset: float) -> None:
+    """A spent budget whose window ends after max_wait fails a new request at once."""
     clock = dnx.VirtualClock()
-    control = _control(clock)
-    tickets = []
-    for _ in range(100):
-        tickets.append(await control.acquire())
-        clock.advance(0.01)
-    control.observe(Answer(429, None, None), tickets[-1])
-    cut = control.send_rate_cap
-    assert cut is not None
-    clock.advance(3.0)
-    control.observe(Answer(200, None, None), await control.acquire())
-    regrown = control.send_rate_cap
-    assert regrown is not None
-    assert regrown > cut
-    clock.advance(30.0)
-    control.observe(Answer(200, None, None), await control.acquire())
-    assert control.send_rate_cap is not None
-    assert control.send_rate_cap > 100
-
-
-async def test_fixed_cap_bounds_the_adaptive_rate() -> None:
-    """rate_limit stays the ceiling however far the adaptive rate regrows."""
-    clock = dnx.VirtualClock()
-    control = _control(clock, rate_limit=20.0)
-    ticket = await control.acquire()
-    control.observe(Answer(429, None, None), ticket)
-    clock.advance(1000.0)
-    control.observe(Answer(200, None, None), await control.acquire())
-    assert control.send_rate_cap == 20.0
-
-
-async def test_pause_longer_than_max_wait_fails_fast() -> None:
-    """A pause longer than max_retry_wait fails new requests at once with the remaining wait."""
-    clock = dnx.VirtualClock()
-    control = _control(clock)
-    control.observe(Answer(429, None, 3600.0), _now(clock))
+    control = _control(clock, max_wait=60.0)
+    first = await control.acquire()
+    control.observe(Answer(200, RateLimitInfo(10, 0, reset), None), first)
     with pytest.raises(dnx.RateLimitError) as caught:
         await control.acquire()
-    assert caught.value.retry_after == pytest.approx(3600.0)
-    assert clock.sleeps == []
+    assert caught.value.retry_after == pytest.approx(reset)
+
+
+# --- the adaptive rate -------------------------------------------------------------------------
+
+
+async def test_one_rate_cut_per_run_of_refusals() -> None:
+    """The first 429 of a run cuts the rate; the rest of the run, and echoes later, do not."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _admit(control, clock, 100.0, 2.0)
+    in_flight = [await control.acquire() for _ in range(20)]
+    clock.advance(0.01)
+    control.observe(HINTED_429, in_flight[0])
+    assert control.model.cuts == 1
+    cap = control.send_rate_cap
+    assert cap is not None
+    for ticket in in_flight[1:-1]:
+        control.observe(HINTED_429, ticket)
+    assert control.model.cuts == 1
+    assert control.send_rate_cap == cap
+    # A request sent after the cut is admitted: the run is over.
+    clock.advance(1.0)
+    control.observe(OK, await control.acquire())
+    # A late refusal of a request sent before the cut is its echo.
+    control.observe(HINTED_429, in_flight[-1])
+    assert control.model.cuts == 1
+    control.observe(OK, await control.acquire())
+    # A refusal of a request sent after the cut begins a new run and cuts again.
+    control.observe(HINTED_429, await control.acquire())
+    assert control.model.cuts == 2
+
+
+@pytest.mark.parametrize(
+    ("warm_up", "per_second", "seconds", "idle", "window", "admitted_per_second"),
+    [
+        (0.0, 100.0, 2.0, 0.0, None, 100.0),
+        (0.0, 40.0, 3.0, 0.0, None, 40.0),
+        (0.0, 250.0, 1.0, 0.0, None, 250.0),
+        # A window of 10 s whose budget went in one second: its average over 10 s.
+        (2.0, 200.0, 1.0, 8.0, 10.0, 20.0),
+        # One admission in a stated window of 10 s: measured, and the rate is the floor.
+        (0.0, 1.0, 1.0, 9.0, 10.0, 0.1),
+    ],
+)
+async def test_the_rate_after_a_cut_is_never_below_margin_times_the_admissions_measured(
+    warm_up: float,
+    per_second: float,
+    seconds: float,
+    idle: float,
+    window: float | None,
+    admitted_per_second: float,
+) -> None:
+    """A bare 429 sets the rate to MARGIN times what the horizon admitted (MIN_RATE at least)."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    stated = OK if window is None else Answer(200, RateLimitInfo(None, None, None, window), None)
+    if warm_up:
+        control.observe(stated, await control.acquire())  # the client began long before
+        clock.advance(warm_up)
+    await _admit(control, clock, per_second, seconds, stated)
+    clock.advance(idle)
+    control.observe(BARE_429, await control.acquire())
+    cap = control.send_rate_cap
+    assert cap is not None
+    # Measured within a bucket's quantisation of what was admitted...
+    assert control.model.measured == pytest.approx(admitted_per_second, rel=0.05, abs=1e-9)
+    # ...and the rate set from it exactly, never below.
+    assert cap == pytest.approx(max(MIN_RATE, MARGIN * control.model.measured))
+
+
+@pytest.mark.parametrize("admitted_before", [False, True])
+async def test_a_bare_429_with_no_admissions_over_the_horizon_sets_no_rate(
+    admitted_before: bool,
+) -> None:
+    """A bare 429 that measures nothing admitted sets no rate: only the bare hold holds back."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    if admitted_before:
+        # A burst of 200 in one second, then a quiet spell longer than the horizon.
+        await _admit(control, clock, 200.0, 1.0)
+        clock.advance(8.0)
+    control.observe(BARE_429, await control.acquire())
+    assert control.model.cuts == 0
+    assert control.model.rate is None
+    assert control.send_rate_cap is None
+    assert control.bare_hold.remaining(clock.monotonic()) == pytest.approx(BARE_HOLD_INITIAL)
+    # Once the hold ends, requests go at once: nothing paces them.
+    clock.advance(BARE_HOLD_INITIAL)
+    start = clock.monotonic()
+    assert [(await control.acquire()).sent_at for _ in range(3)] == [start] * 3
+
+
+async def test_the_rate_regrows_after_a_cut() -> None:
+    """After a run clears, the rate climbs back to the measured rate in RECOVERY s, then past it."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _admit(control, clock, 100.0, 2.0)
+    cut_at = clock.monotonic()
+    control.observe(HINTED_429, await control.acquire())
+    cut = control.send_rate_cap
+    measured = control.model.measured
+    assert cut is not None
+    caps: list[float] = []
+    for share in (0.5, 0.9, 1.1, 3.0):
+        clock.advance(cut_at + share * RECOVERY - clock.monotonic())
+        control.observe(OK, await control.acquire())
+        regrown = control.send_rate_cap
+        assert regrown is not None
+        caps.append(regrown)
+    assert caps == sorted(caps)
+    assert cut < caps[0]
+    assert caps[1] < measured < caps[2] < caps[3]
+
+
+async def test_a_fixed_cap_bounds_the_adaptive_rate() -> None:
+    """rate_limit stays the ceiling however far the adaptive rate regrows."""
+    cap = 20.0
+    clock = dnx.VirtualClock()
+    control = _control(clock, rate_limit=cap)
+    control.observe(BARE_429, await control.acquire())
+    assert control.send_rate_cap == cap  # nothing admitted yet: no adaptive rate, the cap paces
+    clock.advance(1.0)
+    control.observe(OK, await control.acquire())
+    clock.advance(0.5)
+    control.observe(BARE_429, await control.acquire())  # one admission measured: a slow rate
+    cut = control.model.rate
+    assert cut is not None
+    assert cut < cap
+    assert control.send_rate_cap == cut
+    clock.advance(1000.0)
+    control.observe(OK, await control.acquire())
+    assert control.model.rate is not None
+    assert control.model.rate > cap  # regrown far past the cap...
+    assert control.send_rate_cap == cap  # ...which still bounds it
 
 
 async def test_rate_limit_spaces_sends() -> None:
@@ -248,21 +495,90 @@ async def test_rate_limit_spaces_sends() -> None:
     assert starts[-1] == pytest.approx(2.0)
 
 
+# --- the horizon -------------------------------------------------------------------------------
+
+
+def _round_down(seconds: float) -> float:
+    """The longest period limits are stated in that is no longer than ``seconds``."""
+    return max((p for p in ROUND_PERIODS if p <= seconds), default=0.0)
+
+
+@pytest.mark.parametrize("cleared", [0.5, 1.3, 3.0, 12.0, 100.0])
+async def test_a_run_of_bare_refusals_lengthens_the_horizon_to_its_rounded_down_length(
+    cleared: float,
+) -> None:
+    """A run that took ~1.3 s to clear measures over 1 s, ~12 s over 10 s: rounded down."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    control.observe(BARE_429, _now(clock, 1))
+    clock.advance(cleared / 2)
+    control.observe(BARE_429, _now(clock, 2))  # the run goes on
+    clock.advance(cleared / 2)
+    control.observe(OK, _now(clock, 3))
+    expected = min(LOG_SECONDS, max(MIN_HORIZON, _round_down(cleared)))
+    assert control.horizon == expected
+    assert control.horizon <= max(MIN_HORIZON, cleared)
+
+
 @pytest.mark.parametrize(
-    ("burst", "now_list", "waits"),
+    ("answers", "horizon"),
     [
-        (1, [0.0, 0.0, 0.0], [0.0, 0.5, 1.0]),
-        (2, [0.0, 0.0, 0.0], [0.0, 0.0, 0.5]),
-        (1, [0.0, 10.0, 10.0], [0.0, 0.0, 0.5]),
+        ([], MIN_HORIZON),
+        ([Answer(200, RateLimitInfo(None, None, None, 30.0), None)], 30.0),
+        ([Answer(200, RateLimitInfo(10, 5, 7.0), None)], 7.0),
+        ([Answer(200, RateLimitInfo(10, 5, 7.0, 20.0), None)], 20.0),  # the window, not the reset
+        ([_after(4.0)], 4.0),
+        ([_after(MIN_HORIZON / 2)], MIN_HORIZON),
+        ([Answer(200, RateLimitInfo(None, None, None, 10 * LOG_SECONDS), None)], LOG_SECONDS),
+        (
+            [
+                Answer(200, RateLimitInfo(None, None, None, 30.0), None),
+                Answer(200, RateLimitInfo(None, None, None, 5.0), None),
+            ],
+            30.0,
+        ),
     ],
 )
-def test_pacer_reservations(burst: int, now_list: list[float], waits: list[float]) -> None:
-    """The GCRA pacer books slots 1/rate apart, lets a burst through, and forgets idle time."""
-    pacer = Pacer(2.0, burst=burst)
-    assert [pacer.reserve(now) for now in now_list] == pytest.approx(waits)
+async def test_stated_periods_lengthen_the_horizon(answers: list[Answer], horizon: float) -> None:
+    """Stated windows, resets and trusted Retry-After lengthen the horizon, never shorten it."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    for n, answer in enumerate(answers, start=1):
+        control.observe(answer, _now(clock, n))
+    assert control.horizon == horizon
 
 
-def test_pacer_rejects_non_positive_rates() -> None:
-    """A zero or negative rate is a ValueError, not a division by zero later."""
-    with pytest.raises(ValueError, match="positive"):
-        Pacer(0.0)
+# --- try_acquire -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "answers", "advance", "free"),
+    [
+        (None, [], 0.0, True),
+        (10.0, [], 0.0, False),  # paced by the fixed cap
+        (None, [_after(1.0)], 0.0, False),  # paused by the server
+        (None, [OK, _after(1.0)], 1.0, False),  # paced by the rate the 429 cut
+        (None, [_after(1.0)], 1.0, True),  # nothing admitted before: no rate was cut
+        (None, [BARE_429], 0.0, False),  # held after a bare 429
+        (None, [BARE_429], BARE_HOLD_INITIAL, True),  # the hold is over, and no rate was cut
+        (None, [Answer(200, RateLimitInfo(10, 0, 5.0), None)], 0.0, False),  # budget spent
+        (None, [Answer(200, RateLimitInfo(10, 5, 5.0), None)], 0.0, True),  # budget left
+    ],
+)
+async def test_try_acquire_returns_none_while_paced_or_paused(
+    rate_limit: float | None, answers: list[Answer], advance: float, free: bool
+) -> None:
+    """try_acquire gives a ticket only when nothing would make the request wait."""
+    clock = dnx.VirtualClock()
+    control = _control(clock, rate_limit=rate_limit)
+    last = await control.acquire()
+    for n, answer in enumerate(answers):
+        if n:
+            last = await control.acquire()
+        control.observe(answer, last)
+    clock.advance(advance)
+    ticket = control.try_acquire()
+    if free:
+        assert ticket == Ticket(last.seq + 1, clock.monotonic())
+    else:
+        assert ticket is None
