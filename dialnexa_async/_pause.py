@@ -36,7 +36,8 @@ server rounding its wait up."""
 EARLY_ENDS = 2
 """Pauses in a row that a probe ended early before pausing stops: the server's waits are
 then not about the whole client (a rounded wait, a bucket refilling one request at a time),
-and each refused request waits out its own."""
+and each refused request waits out its own. One is enough: a pause that was exact refuses
+every probe, so a probe let through a quarter or more before its end disproves it."""
 
 PROBE_EXPIRY = 2.0
 """Seconds after which a probe with no answer (a network fault) no longer blocks another."""
@@ -59,6 +60,7 @@ class ServerPause:
         """Whether a 429's wait pauses the whole client (off once probes beat it repeatedly)."""
         self._early_ends = 0
         self._length = 0.0
+        self._probed = False  # a probe went out during the current pause
         self.count = 0
         """Pauses begun or lengthened."""
         self.seconds = 0.0
@@ -80,6 +82,7 @@ class ServerPause:
         if now >= self.until:
             self._settle(now)
             self._early = False
+            self._probed = False
         self.count += 1
         self.seconds += until - max(now, self.until)
         self.until = until
@@ -89,8 +92,8 @@ class ServerPause:
 
     def _settle(self, now: float) -> None:
         """Score the pause that just ended: did any probe get through before its end?"""
-        if self.until == -math.inf:
-            return
+        if self.until == -math.inf or not self._probed:
+            return  # no probe went out: the pause was not tested either way
         if not self._early:
             self._early_ends = 0
         self._strikes = 0 if self._early else self._strikes + 1
@@ -113,6 +116,7 @@ class ServerPause:
     def sent(self, seq: int, now: float) -> None:
         """Note a request sent at ``now``: during a pause it is the probe."""
         if now < self.until:
+            self._probed = True
             self._probe = seq
             self._probe_sent = now
             self._next_probe = now + self._gap

@@ -225,6 +225,11 @@ class AdmissionRate:
             rate = admitted / seconds
             if rate > measured:
                 measured, count = rate, admitted
+        if self._slow and self.rate is not None:
+            # Refusals ended a slow start: the server's rate lies between half the rate
+            # reached and that rate (it doubled since it was last under), whatever a limiter
+            # that wants strict spacing let through of the overshoot.
+            measured = max(measured, self.rate / 2)
         if count == 0:
             # Nothing admitted to pace by: the pauses hold the client, and a rate of nothing
             # would only slow it down once the server admits again.
