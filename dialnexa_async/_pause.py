@@ -36,8 +36,7 @@ server rounding its wait up."""
 EARLY_ENDS = 2
 """Pauses in a row that a probe ended early before pausing stops: the server's waits are
 then not about the whole client (a rounded wait, a bucket refilling one request at a time),
-and each refused request waits out its own. One is enough: a pause that was exact refuses
-every probe, so a probe let through a quarter or more before its end disproves it."""
+and each refused request waits out its own."""
 
 PROBE_EXPIRY = 2.0
 """Seconds after which a probe with no answer (a network fault) no longer blocks another."""
