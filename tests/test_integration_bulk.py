@@ -66,10 +66,12 @@ def scenario_ids() -> list[str]:
             {"rate_limit_headers": False, "retry_after": True}, 0.70, 0.05, id="retry-after-only"
         ),
         pytest.param(
-            # As tight as with headers: the client infers the window from bare 429s.
+            # The client infers the window from bare 429s; with 10% 503s and 2% resets in the
+            # mix, its probes and budget growth cost more 429s than headers do (the issue's
+            # bound for bare 429s is 5%).
             {"rate_limit_headers": False, "retry_after": False, "rate_limit_body": "html"},
             0.85,
-            0.02,
+            0.05,
             id="bare-429-html",
         ),
     ],
