@@ -351,7 +351,7 @@ def _run_zoo(
                         cores,
                         server_cpu=srv.cpu_seconds,
                         pace=_pace_for(name, planned.pace),
-                        deadline=_zoo.DEADLINE_FACTOR * planned.seconds,
+                        deadline=max(_zoo.DEADLINE_FACTOR * planned.seconds, _zoo.DEADLINE_MIN),
                     )
                     if not srv.alive():
                         raise RuntimeError(f"the simulator died: {srv.log_tail()}")

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DEADLINE_FACTOR",
+    "DEADLINE_MIN",
     "JUDGED",
     "PLAIN",
     "QUICK_ROWS",
@@ -64,6 +65,10 @@ Body = Literal["json", "html", "text", "empty"]
 
 ZOO_SECONDS = 20.0
 """A perfect client needs this long for a row's leads in a default run: 20 s of the limit."""
+
+DEADLINE_MIN = 20.0
+"""Seconds a run gets at least whatever its length: a short (``--quick``, ``--scale``) run's
+start-up costs weigh more than a long one's."""
 
 DEADLINE_FACTOR = 2.0
 """A run is cut short after this many times a perfect client's time: the ids not done by then

@@ -153,7 +153,8 @@ def test_an_admitted_probe_ends_the_pause_early() -> None:
 def _pauses(
     shares: list[float | None], length: float = 4.0, *, settles: bool = True
 ) -> ServerPause:
-    """Pauses one after another; each ends by a probe admitted at ``share`` of it, or exactly."""
+    """Pauses one after another; each ends by a probe admitted at ``share`` of it, or (``None``)
+    exactly: its probe, sent a gap in, refused."""
     pause = ServerPause(settles=settles)
     start = 0.0
     for seq, share in enumerate(shares, start=1):
@@ -161,8 +162,21 @@ def _pauses(
         if share is not None:
             pause.sent(seq, start + share * length)
             pause.answered(seq, True, start + share * length)
+        else:
+            pause.sent(seq, start + _gap(length))
+            pause.answered(seq, False, start + _gap(length) + 0.01)
         start += length + 1.0
     return pause
+
+
+def test_a_pause_no_probe_tested_is_not_scored() -> None:
+    """A pause during which no probe went out (every request was a retry) proves nothing: it
+    counts neither as exact nor as beaten, so probing goes on."""
+    pause = ServerPause()
+    for index in range(STRIKES + 2):
+        pause.hold(index * 10.0, 4.0)
+    assert pause.probing is True
+    assert pause.trusted is True
 
 
 @pytest.mark.parametrize(
