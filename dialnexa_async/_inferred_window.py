@@ -62,6 +62,12 @@ request's arrival, a little after we send it."""
 GUARD_SHARE = 0.005
 """The same as a share of the period, for long windows, whichever is longer."""
 
+MAX_GUARD_SHARE = 0.1
+"""The guard doubles each time a window's first request is refused (our estimate of its start
+ran early), up to this share of the period, and shrinks back by a tenth after each window that
+took its whole budget. Without it the requests first in line at every window, the retries of
+the last one, could be refused window after window until their retries ran out."""
+
 
 class InferredWindow:
     """The budget and period of a fixed window inferred from one cycle of bare 429s."""
@@ -78,6 +84,7 @@ class InferredWindow:
         self._admitted = 0  # of those, admitted
         self._full = True  # the window's whole budget was admitted
         self._early_refusals = 0  # windows in a row that refused before their budget
+        self._guard = GUARD  # seconds past the predicted end before a window is entered
         self._shifted = -1  # the first sequence number of the window last moved later
 
     def cycle(
@@ -104,6 +111,7 @@ class InferredWindow:
             return
         self.budget = admitted
         self.period = period
+        self._guard = self._floor_guard()
         self.engaged = True
         self._open(reopened_at, seq)
         self._admitted = 1
@@ -114,8 +122,11 @@ class InferredWindow:
         self._sent = 1
         self._admitted = 0
 
+    def _floor_guard(self) -> float:
+        return max(GUARD, GUARD_SHARE * self.period)
+
     def _end(self) -> float:
-        return self._opened_at + self.period + max(GUARD, GUARD_SHARE * self.period)
+        return self._opened_at + self.period + self._guard
 
     def wait(self, now: float) -> float:
         """Seconds until the next request fits a window (0: it does)."""
@@ -144,6 +155,7 @@ class InferredWindow:
             if self._admitted >= self.budget:
                 self._full = True
                 self._early_refusals = 0
+                self._guard = max(self._floor_guard(), self._guard * 0.9)
 
     def refused(self, seq: int, now: float) -> bool:
         """Learn from a refusal; ``True`` when it disproves the window (it is then dropped)."""
@@ -164,7 +176,9 @@ class InferredWindow:
             self._shifted = self._open_seq
             self._sent = self.budget
             step = PHASE_STEP * self.period
-            self._opened_at = now + step - self.period - max(GUARD, GUARD_SHARE * self.period)
+            if position == 0:
+                self._guard = min(2 * self._guard, MAX_GUARD_SHARE * self.period)
+            self._opened_at = now + step - self.period - self._guard
             return False
         self.engaged = False
         self.disproved = True

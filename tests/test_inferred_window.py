@@ -20,6 +20,7 @@ from dialnexa_async._inferred_window import (
     GUARD,
     GUARD_SHARE,
     HALF,
+    MAX_GUARD_SHARE,
     MIN_BUDGET,
     MIN_REST,
     PERIODS,
@@ -254,7 +255,8 @@ def test_a_refusal_past_shortfall_shrinks_the_budget_to_the_first_refused_positi
 def test_a_first_early_refusal_moves_the_window_start_by_a_phase_step(
     sent: int, position: int
 ) -> None:
-    """Refused before SHORTFALL of the budget, once: the next window opens PHASE_STEP later."""
+    """Refused before SHORTFALL of the budget, once: the next window opens PHASE_STEP later,
+    and a refusal of the window's very first request doubles the guard after each end."""
     window = _engaged()
     nxt = _send(window, OPEN_SEQ + 1, sent - 1, 0.0)
     now = 0.3
@@ -266,7 +268,8 @@ def test_a_first_early_refusal_moves_the_window_start_by_a_phase_step(
     assert window.wait(start) == 0.0
     window.sent(nxt, start)  # opens the next window, counted from here
     _send(window, nxt + 1, window.budget - 1, start)
-    assert window.wait(start) == pytest.approx(PERIOD + _guard(PERIOD))
+    guard = _guard(PERIOD) * (2 if position == 0 else 1)
+    assert window.wait(start) == pytest.approx(PERIOD + min(guard, MAX_GUARD_SHARE * PERIOD))
 
 
 @pytest.mark.parametrize(
@@ -296,7 +299,10 @@ def test_two_windows_in_a_row_refusing_before_half_disprove_it_for_good(
     opened = nxt
     window.sent(opened, start)  # opens the window refused early
     _send(window, opened + 1, window.budget - 1, start)
-    assert window.wait(start) == pytest.approx(PERIOD + _guard(PERIOD))  # a window of its own
+    # A window of its own; the first early window's refused first request doubled the guard,
+    # and a full window in between shrank it by a tenth.
+    guard = 2 * _guard(PERIOD) * (0.9 if full_in_between else 1.0)
+    assert window.wait(start) == pytest.approx(PERIOD + max(guard, _guard(PERIOD)))
     half = math.ceil(HALF * window.budget)  # the first position at HALF of the budget
     position = {"first": 0, "before-half": half - 1, "half": half}[refused_at]
     assert window.refused(opened + position, start) is disproved
