@@ -412,10 +412,10 @@ def _aiohttp_session(run: Run) -> Any:
     )
 
 
-async def aiohttp_gather(run: Run, tally: Tally) -> Verify:
+async def aiohttp_gather(run: Run, tally: Tally, pacer: Pacer | None = None) -> Verify:
     """One session, ``TCPConnector(limit=c)``, a task per id under ``Semaphore(c)``, gather."""
     ids = run.ids
-    fetch = _aiohttp_fetcher(run, tally)
+    fetch = _aiohttp_fetcher(run, tally, pacer)
     semaphore = asyncio.Semaphore(run.concurrency)
     async with _aiohttp_session(run) as session:
 
@@ -431,17 +431,7 @@ async def aiohttp_paced(run: Run, tally: Tally) -> Verify:
     """The gather form and its retry loop, every send spaced at ``PACE_SHARE`` of ``run.pace``."""
     if run.pace is None:
         raise ValueError("the paced contender needs the limit it is told: --pace")
-    ids = run.ids
-    fetch = _aiohttp_fetcher(run, tally, Pacer(PACE_SHARE * run.pace))
-    semaphore = asyncio.Semaphore(run.concurrency)
-    async with _aiohttp_session(run) as session:
-
-        async def bounded(lead: str) -> Any:
-            async with semaphore:
-                return await fetch(session, lead)
-
-        results = await asyncio.gather(*(bounded(i) for i in ids), return_exceptions=True)
-    return lambda: _check_in_order(ids, results, lambda body: body["id"])
+    return await aiohttp_gather(run, tally, Pacer(PACE_SHARE * run.pace))
 
 
 async def aiohttp_pool(run: Run, tally: Tally) -> Verify:

@@ -32,7 +32,9 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
+
+from dialnexa_async.testing import LimiterKind, RateLimitBody, RateLimitDialect
 
 __all__ = [
     "DEADLINE_FACTOR",
@@ -50,18 +52,6 @@ __all__ = [
     "run_numbers",
     "summarize",
 ]
-
-Limiter = Literal[
-    "fixed-window",
-    "sliding-log",
-    "sliding-counter",
-    "token-bucket",
-    "leaky-bucket",
-    "concurrency",
-    "block",
-]
-Dialect = Literal["none", "x-ratelimit", "x-ratelimit-epoch", "draft6", "draft7", "draft8"]
-Body = Literal["json", "html", "text", "empty"]
 
 ZOO_SECONDS = 20.0
 """A perfect client needs this long for a row's leads in a default run: 20 s of the limit."""
@@ -133,13 +123,13 @@ class ZooRow:
     """
 
     key: str
-    limiter: Limiter
+    limiter: LimiterKind
     limit: int = 200
     window: float = 1.0
     burst: int | None = None
-    dialect: Dialect = "none"
+    dialect: RateLimitDialect = "none"
     retry_after: bool = False
-    body: Body = "json"
+    body: RateLimitBody = "json"
     latency: float = 0.0
     block_period: float | None = None
     error_rate: float = 0.0
@@ -258,7 +248,7 @@ class ZooRow:
         return change_at + TAIL_PERIODS * self.window
 
 
-def _row(key: str, limiter: Limiter, **fields: Any) -> ZooRow:
+def _row(key: str, limiter: LimiterKind, **fields: Any) -> ZooRow:
     return ZooRow(key, limiter, **fields)
 
 
