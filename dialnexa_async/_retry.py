@@ -78,20 +78,25 @@ class RetryPolicy:
         error = state.outcome.exception() if state.outcome is not None else None
         if not isinstance(error, DialNexaError):
             return 0.0
-        if (
-            self.shared_pause is not None
-            and isinstance(error, APIStatusError)
-            and error.status_code == 429
-            and error.retry_after is None
-        ):
-            return self.shared_pause()
-        return retry_wait(
+        wait = retry_wait(
             error,
             state.attempt_number,
             initial=self.backoff_initial,
             maximum=self.backoff_max,
             rand=self.rand,
         )
+        if (
+            self.shared_pause is not None
+            and isinstance(error, APIStatusError)
+            and error.status_code == 429
+            and error.retry_after is None
+        ):
+            # The client-wide pause, when longer: the client backs off as one. Never less
+            # than the call's own backoff: rate control may have nothing to hold it with (no
+            # hint, no inference standing), and a retry sent again at once is refused again
+            # until the call's attempts are gone.
+            return max(wait, self.shared_pause())
+        return wait
 
     def new_retrying(
         self,

@@ -8,6 +8,7 @@ import pickle
 import re
 
 import aiohttp
+import attrs
 import pytest
 from aioresponses import aioresponses
 from multidict import CIMultiDict
@@ -94,7 +95,9 @@ async def test_transient_statuses_are_retried_then_succeed(
     assert lead.id == "lead_abc123"
     assert request_count(mock_api) == 3
     assert client.stats.retries == 2
-    assert len([s for s in clock.sleeps if s > 0]) == 2  # one wait before each retry
+    # A wait before each retry (a hintless 429's retry sleeps its backoff, then what is left
+    # of the client's hold).
+    assert len([s for s in clock.sleeps if s > 0]) in ((2,) if status != 429 else (2, 3, 4))
 
 
 async def test_retries_stop_at_max_retries(clock: dnx.VirtualClock, mock_api: aioresponses) -> None:
@@ -229,7 +232,8 @@ async def test_bare_429_holds_the_client_and_its_retry_waits_the_whole_hold(
 ) -> None:
     """A hintless 429 holds the client BARE_HOLD_INITIAL, doubling while refusals go on; a
     retry never goes out as the hold's probe (a refused probe would cost its call an attempt),
-    so each retry waits for the whole hold."""
+    so each retry waits for the whole hold, and for its own jittered backoff at least."""
+    client._policy = attrs.evolve(client._policy, rand=lambda: 0.1)  # backoffs 0.05, then 0.1
     for _ in range(2):
         mock_api.get(LEAD_URL, status=429, body="<html>slow down</html>", content_type="text/html")
     mock_api.get(LEAD_URL, payload=LEAD_BODY)
@@ -238,14 +242,26 @@ async def test_bare_429_holds_the_client_and_its_retry_waits_the_whole_hold(
     hold = client._rate.bare_hold
     assert hold.count == 2
     assert hold.shortened == 0  # no probe went out
-    # Each retry: tenacity's wait of 0, then the whole hold, the second twice the first.
-    assert clock.sleeps == [
-        0.0,
-        pytest.approx(BARE_HOLD_INITIAL),
-        0.0,
-        pytest.approx(2 * BARE_HOLD_INITIAL),
-    ]
+    # Each retry: tenacity's backoff, then the rest of the hold, the second twice the first.
+    assert clock.sleeps == pytest.approx(
+        [0.05, BARE_HOLD_INITIAL - 0.05, 0.1, 2 * BARE_HOLD_INITIAL - 0.1]
+    )
     assert clock.monotonic() == pytest.approx(3 * BARE_HOLD_INITIAL)
+
+
+async def test_a_bare_429_retry_backs_off_even_when_nothing_holds_the_client(
+    client: dnx.AsyncDialNexa, mock_api: aioresponses, clock: dnx.VirtualClock
+) -> None:
+    """With no hold in force (here: holds distrusted), a refused call still backs off
+    exponentially instead of resending at once until its attempts are gone."""
+    client._rate.bare_hold.trusted = False
+    client._policy = attrs.evolve(client._policy, rand=lambda: 0.5)
+    for _ in range(3):
+        mock_api.get(LEAD_URL, status=429, body="", content_type="text/plain")
+    mock_api.get(LEAD_URL, payload=LEAD_BODY)
+    await client.get_lead("lead_abc123")
+    assert request_count(mock_api) == 4
+    assert clock.sleeps == pytest.approx([0.25, 0.5, 1.0])
 
 
 async def test_5xx_backoff_is_jittered_and_doubles(
