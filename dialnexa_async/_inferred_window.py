@@ -9,12 +9,17 @@ window admits that and nothing more, so even pacing would only forgo the start o
 
 The inference is a hypothesis and has to keep earning: a window that refuses before its
 budget is spent (a bucket, a sliding window, a limit shared with others) ends it for good, and
-the adaptive rate paces the client instead.
+the adaptive rate paces the client instead. So does a window whose rest admits a request: once
+per rest, halfway through it, one fresh request goes out as a probe. A true window refuses it
+(one 429 per window); an admitted probe shows the rest is not the server's (the period or the
+budget was misread, or the limit grew), and holding the client through it would keep it below
+what the server admits.
 
 Invariants:
 - Engaged only after one whole cycle was seen; never re-engaged once disproved.
 - Disproved by two windows in a row that refused early: one alone may be a window start
-  estimated a little early, and is answered by starting the next one later.
+  estimated a little early, and is answered by starting the next one later. Disproved at once
+  by a probe admitted during a rest.
 - Pure and clock-driven: every method takes ``now``.
 """
 
@@ -86,6 +91,8 @@ class InferredWindow:
         self._early_refusals = 0  # windows in a row that refused before their budget
         self._guard = GUARD  # seconds past the predicted end before a window is entered
         self._shifted = -1  # the first sequence number of the window last moved later
+        self._spent_at = math.inf  # when the window's budget was all sent
+        self._probe = -1  # the sequence number of this rest's probe (-1: none sent)
 
     def cycle(
         self, admitted: int, opened_at: float, refused_at: float, reopened_at: float, seq: int
@@ -121,6 +128,8 @@ class InferredWindow:
         self._open_seq = seq
         self._sent = 1
         self._admitted = 0
+        self._spent_at = math.inf
+        self._probe = -1
 
     def _floor_guard(self) -> float:
         return max(GUARD, GUARD_SHARE * self.period)
@@ -128,28 +137,62 @@ class InferredWindow:
     def _end(self) -> float:
         return self._opened_at + self.period + self._guard
 
-    def wait(self, now: float) -> float:
-        """Seconds until the next request fits a window (0: it does)."""
+    def wait(self, now: float, may_probe: bool = False) -> float:
+        """Seconds until the next request fits a window (0: it does).
+
+        Args:
+            now: the time.
+            may_probe: whether the request may go out as the probe of the window's rest.
+        """
         if not self.engaged or self._sent < self.budget:
             return 0.0
         end = self._end()
-        return end - now if end > now else 0.0
+        if end <= now:
+            return 0.0
+        if may_probe and self._probe < 0:
+            probe_at = self._probe_at(end)
+            if probe_at < end:
+                return max(0.0, probe_at - now)
+        return end - now
+
+    def _probe_at(self, end: float) -> float:
+        """When the current rest is probed: halfway between the budget's last send and the end."""
+        spent_at = min(self._spent_at, end)
+        return spent_at + (end - spent_at) / 2
 
     def sent(self, seq: int, now: float) -> None:
         """Count request ``seq`` sent at ``now``; one past the window's end opens the next."""
         if not self.engaged:
             return
-        if now >= self._end():
+        end = self._end()
+        if now >= end:
             if self._full:
                 # The last window took its whole budget: try a little more, in case it grew.
                 self.budget += max(1, int(self.budget * GROWTH))
             self._full = False
             self._open(now, seq)
-        else:
-            self._sent += 1
+            return
+        if self._sent >= self.budget and self._probe < 0 and now >= self._probe_at(end):
+            self._probe = seq  # sent into the rest: it tests it
+        self._sent += 1
+        if self._sent == self.budget:
+            self._spent_at = now
+
+    @property
+    def probe(self) -> int:
+        """The sequence number of the current rest's probe (-1: none sent)."""
+        return self._probe
 
     def admitted(self, seq: int) -> None:
-        """Count an admission; the budget was the window's if all of it got through."""
+        """Count an admission; the budget was the window's if all of it got through.
+
+        An admitted probe of a rest disproves the window: the server had room the inference
+        said it had not.
+        """
+        if self.engaged and seq == self._probe:
+            self.engaged = False
+            self.disproved = True
+            return
         if self.engaged and seq >= self._open_seq:
             self._admitted += 1
             if self._admitted >= self.budget:
@@ -161,6 +204,8 @@ class InferredWindow:
         """Learn from a refusal; ``True`` when it disproves the window (it is then dropped)."""
         if not self.engaged or seq < self._open_seq:
             return False  # sent in an earlier window: its echo
+        if seq == self._probe:
+            return False  # the rest held: the window stands
         position = seq - self._open_seq
         if self._open_seq == self._shifted:
             return False  # this window already refused early and was moved: its echo

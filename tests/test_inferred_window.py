@@ -357,16 +357,23 @@ async def test_a_cycle_of_bare_429s_from_a_fixed_window_engages_it_and_lifts_pac
     assert control.send_rate_cap is None  # ...which the window lifted
     windows = 4
     bursts: dict[float, list[bool]] = {engaging.sent_at: [True]}
-    while len(bursts) <= windows:  # until the window after the last one followed opens
+    while sum(True in sent for sent in bursts.values()) <= windows:  # until one more opens
         ticket, admitted = await _send_one(control, server)
         bursts.setdefault(ticket.sent_at, []).append(admitted)
-    starts = sorted(bursts)[:windows]
+    starts = sorted(t for t, sent in bursts.items() if True in sent)[:windows]
+    probes = sorted(t for t, sent in bursts.items() if True not in sent)
     # Each window's requests go at one instant, the whole budget admitted (a request past it
     # is GROWTH's try for more, refused), and the windows a period plus the guard apart.
     assert [bursts[start].count(True) for start in starts] == [LIMIT] * windows
     assert all(len(bursts[start]) <= LIMIT + 1 for start in starts)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps == pytest.approx([WINDOW + _guard(WINDOW)] * (windows - 1))
+    # Each rest is tested by one probe, halfway through it, which the server refuses.
+    for start, nxt in itertools.pairwise(starts):
+        inside = [p for p in probes if start < p < nxt]
+        assert len(inside) == 1
+        assert bursts[inside[0]] == [False]
+        assert inside[0] == pytest.approx(start + (nxt - start) / 2)
     assert control.window.engaged is True
     assert control.send_rate_cap is None
 
@@ -389,3 +396,67 @@ async def test_a_429_with_any_hint_disengages_the_window(hint: Answer, paced: bo
     assert control.window.disproved is False  # the server's words, no proof against it
     # The server's words rule now: a trusted budget holds the client, else the rate paces it.
     assert (control.send_rate_cap is not None) is paced
+
+
+# --- the rest's probe ---------------------------------------------------------------------------
+# --- the rest's probe ----------------------------------------------------------------------------
+
+def test_a_rest_is_probed_once_halfway_and_a_retry_never_probes_it() -> None:
+    """Once the budget is sent, one fresh request may go halfway through the rest; a retry
+    (``may_probe=False``) waits for the next window, and so does everything after the probe."""
+    window = _engaged()
+    nxt = _spend(window)
+    end = PERIOD + _guard(PERIOD)
+    halfway = end / 2
+    assert window.wait(0.0, may_probe=True) == pytest.approx(halfway)
+    assert window.wait(0.0, may_probe=False) == pytest.approx(end)
+    assert window.wait(halfway, may_probe=False) == pytest.approx(end - halfway)
+    assert window.wait(halfway, may_probe=True) == 0.0
+    window.sent(nxt, halfway)
+    assert window.probe == nxt
+    assert window.wait(halfway, may_probe=True) == pytest.approx(end - halfway)
+
+
+def test_a_refused_probe_leaves_the_window_standing() -> None:
+    """A true window refuses the probe of its rest: nothing changes, the next window opens."""
+    window = _engaged()
+    nxt = _spend(window)
+    _admit(window, OPEN_SEQ, BUDGET)
+    halfway = (PERIOD + _guard(PERIOD)) / 2
+    window.sent(nxt, halfway)
+    assert window.refused(nxt, halfway) is False
+    assert (window.engaged, window.budget) == (True, BUDGET)
+    assert window.wait(halfway) == pytest.approx(PERIOD + _guard(PERIOD) - halfway)
+
+
+def test_an_admitted_probe_disproves_the_window() -> None:
+    """The server had room where the inference said it had none: the window is dropped for
+    good (the adaptive rate paces instead), never holding the client below what it admits."""
+    window = _engaged()
+    nxt = _spend(window)
+    halfway = (PERIOD + _guard(PERIOD)) / 2
+    window.sent(nxt, halfway)
+    window.admitted(nxt)
+    assert (window.engaged, window.disproved) == (False, True)
+    assert window.wait(halfway, may_probe=False) == 0.0
+    window.cycle(BUDGET, halfway, halfway + 0.1, halfway + PERIOD, nxt + 1)
+    assert window.engaged is False  # never re-engaged
+
+
+async def test_a_window_inferred_too_long_is_dropped_by_its_first_rest_probe() -> None:
+    """A 1 s window the client took for 2 s (a budget refused late, found late): the probe
+    halfway through the first rest is admitted, and the client paces instead of idling."""
+    clock = dnx.VirtualClock()
+    control = ClientRateControl(clock, rate_limit=None, max_wait=60.0)
+    control.observe(OK, await control.acquire())
+    control.window.cycle(LIMIT, 0.0, 0.05, 2.0, 1)
+    assert (control.window.engaged, control.window.period) == (True, 2.0)
+    clock.advance(2.0)
+    server = FixedWindow(LIMIT, WINDOW)
+    sent: list[tuple[float, bool]] = []
+    while control.window.engaged and clock.monotonic() < 4.0:
+        ticket, admitted = await _send_one(control, server)
+        sent.append((ticket.sent_at, admitted))
+    assert control.window.disproved is True
+    assert sent[-1][1] is True  # the probe, admitted in the server's next window
+    assert 2.0 + WINDOW <= sent[-1][0] < 2.0 + 2.0 + _guard(2.0)
