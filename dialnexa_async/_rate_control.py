@@ -55,6 +55,14 @@ ROUND_PERIODS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0)
 lengthens the horizon to the longest of these up to ``t``: probes find the reopening late,
 never early, so ``t`` overstates the period."""
 
+COSTLY_SECONDS = 1.5
+"""A run of refusals that lasted this long is a penalty (a block), or a long window's rest:
+either way the rate is held under what the run before it was admitted at, per second."""
+
+SETTLING = 0.25
+"""Seconds after a long run of refusals ends in which a new refusal is still that episode's
+edge (a rounded wait, a log emptying gradually): it sets no new rate."""
+
 BARE_HOLD_INITIAL = 0.1
 """Seconds a 429 without any hint pauses the client at first; doubles while refusals go on."""
 
@@ -126,6 +134,7 @@ class ClientRateControl:
         self._horizon = MIN_HORIZON
         self._refused_since: float | None = None  # send time of the oldest uncleared refusal
         self._bare_streak = False  # the current run of refusals began with a bare 429
+        self._long_streak_cleared = -math.inf  # when the last run of COSTLY_SECONDS ended
         self.admitted = 0
         """Answers other than 429 so far."""
 
@@ -260,7 +269,7 @@ class ClientRateControl:
                 retry_after=held,
             )
         bare = self.bare_hold
-        window = self.window.wait(now)
+        window = self.window.wait(now, may_probe)
         if not may_probe:
             return max(pause.remaining(now), hold.remaining(now), bare.remaining(now), window)
         return max(pause.wait(now), hold.wait(now), bare.wait(now), window)
@@ -323,13 +332,29 @@ class ClientRateControl:
     def _admitted(self, ticket: Ticket, now: float) -> None:
         self.admitted += 1
         self.model.admitted(ticket.sent_at)
-        self.window.admitted(ticket.seq)
+        window = self.window
+        if window.engaged:
+            window.admitted(ticket.seq)
+            if not window.engaged:
+                self._apply_rate()  # a probe found room in the window's rest: pace instead
         refused_since = self._refused_since
         if refused_since is not None and ticket.sent_at >= refused_since:
             # How long the server took to admit again after refusing: its period, as far as
             # bare 429s tell (a window's rest, a block, a bucket's refill of one request).
             self._refused_since = None
             cleared = ticket.sent_at - refused_since
+            if cleared >= COSTLY_SECONDS:
+                self._long_streak_cleared = ticket.sent_at
+            if cleared >= COSTLY_SECONDS:
+                # Refused for seconds on end: a penalty (a block) or a long window's rest.
+                # Either way the rate resumes at, and stays under, the most admissions seen
+                # in one second of the period before: over it, a block costs seconds.
+                peak = self.model.log.peak(
+                    now, refused_since - self._horizon, refused_since, MIN_HORIZON
+                )
+                if peak > 0:
+                    self.model.stay_under(peak / MIN_HORIZON)
+                    self._apply_rate()
             self._lengthen(max((p for p in ROUND_PERIODS if p <= cleared), default=0.0))
             if cleared >= MIN_REST:
                 # A window's rest, not requests crossing in flight: the next window opened.
@@ -387,6 +412,8 @@ class ClientRateControl:
             self._bare_seconds = min(2 * self._bare_seconds, BARE_HOLD_MAX)
         if not streak_begins:
             return  # one reaction per run of refusals: the rest are its echo
+        if ticket.sent_at - self._long_streak_cleared < SETTLING:
+            return  # the edge of a long pause the server just ended: the same episode
         if self.model.throttled(now, ticket.sent_at, self._horizon):
             self._apply_rate()
 

@@ -100,6 +100,21 @@ class AdmissionLog:
         last = self._last
         return sum(self._counts[(last - i) % size] for i in range(buckets))
 
+    def peak(self, now: float, start: float, end: float, span: float) -> int:
+        """The most admissions sent within any ``span`` seconds from ``start`` to ``end``."""
+        number = int(now / BUCKET)
+        if number > self._last_number:
+            self._advance(number)
+        oldest = self._last_number - self._SIZE + 1
+        first, last = max(int(start / BUCKET), oldest), min(int(end / BUCKET), self._last_number)
+        counts = [self._counts[n % self._SIZE] for n in range(first, last + 1)]
+        width = max(1, round(span / BUCKET))
+        best = total = sum(counts[:width])
+        for i in range(width, len(counts)):
+            total += counts[i] - counts[i - width]
+            best = max(best, total)
+        return best
+
     def rate(self, now: float, horizon: float) -> float:
         """Admissions per second over the last ``horizon`` seconds (or since the first)."""
         count, seconds = self.measure(now, horizon)
@@ -199,6 +214,8 @@ class AdmissionRate:
         self._cut_at = -math.inf
         self._cut_rate = MIN_RATE
         self._slow = False
+        self.ceiling = math.inf
+        """The most the rate regrows to: the cut's rate once going over it proved costly."""
 
     def admitted(self, sent_at: float) -> None:
         """Count one request the server admitted."""
@@ -252,8 +269,19 @@ class AdmissionRate:
         else:
             t = elapsed - RECOVERY
             grown = max(self.measured, MIN_RATE) * (1.0 + CUBE * t * t * t)
-        self.rate = max(MIN_RATE, self.rate, grown)
+        self.rate = max(MIN_RATE, self.rate, min(grown, self.ceiling))
         return self.rate
+
+    def stay_under(self, rate: float) -> None:
+        """Pace at ``MARGIN * rate`` now and never above it from now on.
+
+        For a server whose refusals went on for seconds (a penalty block): what probing above
+        the rate it was seen admitting could find is worth less than what one more such run
+        costs. A lower ceiling set before stands.
+        """
+        self.ceiling = min(self.ceiling, max(MIN_RATE, MARGIN * rate))
+        if self.rate is None or self.rate > self.ceiling:
+            self.rate = self.ceiling
 
     def reset(self) -> None:
         """Lift the rate, as before the first throttle."""

@@ -18,9 +18,11 @@ from dialnexa_async._pause import EARLY_ENDS, MIN_PROBE_GAP, PROBES
 from dialnexa_async._rate_control import (
     BARE_HOLD_INITIAL,
     BARE_HOLD_MAX,
+    COSTLY_SECONDS,
     MIN_HORIZON,
     MIN_SERVER_WAIT,
     ROUND_PERIODS,
+    SETTLING,
     Answer,
     ClientRateControl,
     Ticket,
@@ -582,3 +584,60 @@ async def test_try_acquire_returns_none_while_paced_or_paused(
         assert ticket == Ticket(last.seq + 1, clock.monotonic())
     else:
         assert ticket is None
+
+
+# --- penalties: refusals that last for seconds ------------------------------------------------
+
+
+async def _blocked(clock: dnx.VirtualClock, control: ClientRateControl, seconds: float) -> float:
+    """A burst of 200 admitted in 0.1 s, then every request refused for ``seconds`` (a block),
+    then one admitted; returns when the block was cleared."""
+    await _admit(control, clock, 2000.0, 0.1)
+    control.observe(BARE_429, await control.acquire())
+    end = clock.monotonic() + seconds
+    while clock.monotonic() < end:
+        clock.advance(0.05)
+        if control.bare_hold.wait(clock.monotonic()) <= 0:
+            control.observe(BARE_429, await control.acquire())
+    clock.advance(end - clock.monotonic())
+    cleared = await control.acquire()
+    control.observe(OK, cleared)
+    return cleared.sent_at
+
+
+@pytest.mark.parametrize("seconds", [COSTLY_SECONDS, 2 * COSTLY_SECONDS])
+async def test_refusals_for_seconds_cap_the_rate_at_the_peak_second_before(seconds: float) -> None:
+    """A block: the rate is held under MARGIN times the most admitted in a second before it, and
+    regrowth never passes that, however long it goes on."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _blocked(clock, control, seconds)
+    assert control.model.ceiling == pytest.approx(MARGIN * 200.0)
+    assert control.send_rate_cap is not None
+    assert control.send_rate_cap <= MARGIN * 200.0 + 1e-9
+    await _admit(control, clock, 150.0, 20 * RECOVERY)
+    assert control.send_rate_cap == pytest.approx(MARGIN * 200.0)
+
+
+async def test_a_short_run_of_refusals_sets_no_ceiling() -> None:
+    """Refusals that clear sooner than COSTLY_SECONDS (a window's rest) leave regrowth free."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _blocked(clock, control, COSTLY_SECONDS / 2)
+    assert control.model.ceiling == math.inf
+    await _admit(control, clock, 150.0, 20 * RECOVERY)
+    assert control.send_rate_cap is not None
+    assert control.send_rate_cap > 200.0
+
+
+@pytest.mark.parametrize(("after", "cuts"), [(SETTLING / 2, 0), (2 * SETTLING, 1)])
+async def test_a_refusal_just_after_a_long_run_ends_is_its_edge(after: float, cuts: int) -> None:
+    """A refusal within SETTLING of a long run's end (a rounded wait, a log emptying by degrees)
+    sets no new rate; a later one does."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _blocked(clock, control, COSTLY_SECONDS)
+    before = control.model.cuts
+    clock.advance(after)
+    control.observe(BARE_429, await control.acquire())
+    assert control.model.cuts - before == cuts

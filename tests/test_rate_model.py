@@ -525,3 +525,57 @@ def test_a_throttle_counts_every_admission_since_the_first(
     assert model.log.measure(now, now - first)[0] == 30
     model.throttled(now, now, 1.0)
     assert model.measured == pytest.approx(30 / (now - first), rel=0.15)
+
+
+# --- a penalty's ceiling -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bursts", "span", "peak"),
+    [
+        ([(0.0, 200)], 1.0, 200),  # one burst: all of it fits one span
+        ([(0.0, 100), (2.0, 150)], 1.0, 150),  # the larger of two bursts far apart
+        ([(0.0, 100), (0.5, 100), (1.5, 100)], 1.0, 200),  # two within one span, not three
+        ([(0.0, 100), (0.5, 100), (1.5, 100)], 2.0, 300),
+    ],
+)
+def test_log_peak_is_the_most_admissions_within_any_span(
+    bursts: list[tuple[float, int]], span: float, peak: int
+) -> None:
+    """``peak`` slides a span over the interval: bursts a span apart never add up."""
+    log = AdmissionLog()
+    for at, count in bursts:
+        for _ in range(count):
+            log.record(at + BUCKET / 2)
+    end = bursts[-1][0] + BUCKET
+    assert log.peak(end + 5.0, -1.0, end, span) == peak
+    # An interval that leaves out the largest burst does not count it.
+    assert log.peak(end + 5.0, end + 1.0, end + 2.0, span) == 0
+
+
+def test_stay_under_paces_at_once_below_the_rate_and_caps_regrowth() -> None:
+    """A penalty's ceiling: the rate drops to MARGIN times it at once, and never regrows past."""
+    model = _model(_steady(400.0, 0.0, 2.0))
+    model.throttled(2.0, 2.0, 1.0)
+    assert model.rate is not None
+    assert model.rate > MARGIN * 200.0
+    model.stay_under(200.0)
+    assert model.rate == pytest.approx(MARGIN * 200.0)
+    assert model.regrow(2.0 + 100 * RECOVERY) == pytest.approx(MARGIN * 200.0)
+    # A higher ceiling later does not lift the lower one; a lower one lowers it.
+    model.stay_under(300.0)
+    assert model.ceiling == pytest.approx(MARGIN * 200.0)
+    model.stay_under(100.0)
+    assert model.rate == pytest.approx(MARGIN * 100.0)
+
+
+def test_stay_under_leaves_a_lower_rate_to_regrow_up_to_the_ceiling() -> None:
+    """A rate already under the ceiling is kept, and regrows to the ceiling, not past it."""
+    model = _model(_steady(50.0, 0.0, 2.0))
+    model.throttled(2.0, 2.0, 1.0)
+    cut = model.rate
+    assert cut is not None
+    assert cut < MARGIN * 200.0
+    model.stay_under(200.0)
+    assert model.rate == cut
+    assert model.regrow(2.0 + 100 * RECOVERY) == pytest.approx(MARGIN * 200.0)
