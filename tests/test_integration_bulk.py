@@ -73,10 +73,6 @@ def scenario_ids() -> list[str]:
             0.85,
             0.05,
             id="bare-429-html",
-            # Known defect, open in issue 11: in 2 of 4 clean-clone runs the inferred window
-            # fell into a stall (14% goodput once, ~30 ids lost after 11 attempts once); the
-            # other runs gave 93-94%. Kept running so a fix shows as XPASS.
-            marks=pytest.mark.xfail(reason="inferred-window stall under load, issue 11"),
         ),
     ],
 )
