@@ -1,37 +1,19 @@
-"""Shared fixtures: a client on a virtual clock, aioresponses, and the local simulator."""
+"""Shared fixtures: a client on a virtual clock and aioresponses (the testing kit's)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
-import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aioresponses.core as aioresponses_core
 import pytest
-from aiohttp import ClientResponse
-from aioresponses import aioresponses
 
 import dialnexa_async as dnx
+from dialnexa_async.testing import aioresponses
 
-
-class _CompatClientResponse(ClientResponse):
-    """aioresponses 0.7.9 builds responses without aiohttp 3.14's ``stream_writer`` argument.
-
-    Until pnuckowski/aioresponses#289 is released, hand it a finished writer (the request is
-    already "sent" when aioresponses builds its answer). A no-op where the argument is passed.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if _NEEDS_STREAM_WRITER and "stream_writer" not in kwargs:
-            kwargs["stream_writer"] = types.SimpleNamespace(output_size=0)
-        super().__init__(*args, **kwargs)
-
-
-_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(ClientResponse.__init__).parameters
-aioresponses_core.ClientResponse = _CompatClientResponse  # type: ignore[attr-defined]
+# pytester runs small pytest sessions of their own: how the plugin is proven to load.
+pytest_plugins = ["pytester"]
 
 API_KEY = "key_test:s3cr3t-never-print-me"
 BASE_URL = "https://api.dialnexa.test/v1"
@@ -55,10 +37,9 @@ def envelope(status: int, message: object, error: str = "Error") -> str:
 
 
 @pytest.fixture
-def mock_api() -> Iterator[aioresponses]:
-    """aioresponses intercepting every aiohttp request of the test."""
-    with aioresponses() as mocked:
-        yield mocked
+def mock_api(dialnexa_aioresponses: aioresponses) -> aioresponses:
+    """aioresponses intercepting every aiohttp request of the test: the plugin's fixture."""
+    return dialnexa_aioresponses
 
 
 @pytest.fixture

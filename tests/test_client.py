@@ -10,12 +10,12 @@ import re
 import aiohttp
 import attrs
 import pytest
-from aioresponses import aioresponses
 from multidict import CIMultiDict
 
 import dialnexa_async as dnx
 from dialnexa_async._rate_control import BARE_HOLD_INITIAL
 from dialnexa_async._sansio.answer import Answer
+from dialnexa_async.testing import aioresponses
 
 from .conftest import API_KEY, BASE_URL, LEAD_BODY, LEAD_URL, envelope, request_count
 

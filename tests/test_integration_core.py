@@ -1,4 +1,4 @@
-"""The SDK against the local simulator on a real loopback socket."""
+"""The SDK against the local simulator on a real loopback socket (the plugin's fixtures)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,18 @@ pytestmark = pytest.mark.integration
 KEY = "sk_test"
 
 
-async def test_get_lead_matches_what_the_server_sent() -> None:
+async def test_get_lead_matches_what_the_server_sent(dialnexa_client: dnx.AsyncDialNexa) -> None:
     """Both response shapes arrive intact: to_dict() reproduces the server's payload fields."""
-    async with Simulator() as sim, dnx.AsyncDialNexa(api_key=KEY, base_url=sim.base_url) as c:
-        shapes = set()
-        for i in range(40):
-            lead_id = f"lead_{i}"
-            lead = await c.get_lead(lead_id)
-            payload = lead_payload(lead_id)
-            shapes.add("metadata" in payload)
-            as_dict = lead.to_dict()
-            for key, value in payload.items():
-                assert as_dict[key] == value
-        assert shapes == {True, False}
+    shapes = set()
+    for i in range(40):
+        lead_id = f"lead_{i}"
+        lead = await dialnexa_client.get_lead(lead_id)
+        payload = lead_payload(lead_id)
+        shapes.add("metadata" in payload)
+        as_dict = lead.to_dict()
+        for key, value in payload.items():
+            assert as_dict[key] == value
+    assert shapes == {True, False}
 
 
 async def test_unknown_id_forbidden_key_and_bad_id() -> None:
@@ -49,12 +48,13 @@ async def test_unknown_id_forbidden_key_and_bad_id() -> None:
         assert sim.stats.requests == 4
 
 
-async def test_slash_in_id_stays_one_segment() -> None:
+async def test_slash_in_id_stays_one_segment(
+    dialnexa_simulator: Simulator, dialnexa_client: dnx.AsyncDialNexa
+) -> None:
     """An id with '/' reaches the server as one encoded segment, not a different path."""
-    async with Simulator() as sim, dnx.AsyncDialNexa(api_key=KEY, base_url=sim.base_url) as c:
-        with pytest.raises(dnx.BadRequestError):
-            await c.get_lead("../../v1/campaigns-leads/lead_1")
-        assert sim.stats.attempts_by_id["../../v1/campaigns-leads/lead_1"] == 1
+    with pytest.raises(dnx.BadRequestError):
+        await dialnexa_client.get_lead("../../v1/campaigns-leads/lead_1")
+    assert dialnexa_simulator.stats.attempts_by_id["../../v1/campaigns-leads/lead_1"] == 1
 
 
 async def test_2000_calls_through_faults_and_a_300_per_second_window(

@@ -40,10 +40,21 @@ def test_bulk_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.integration
 def test_testing_example_runs() -> None:
-    """The 'testing your own code' example is a working test."""
+    """The 'testing your own code' example without the fixtures is a working test."""
     namespace: dict[str, Any] = {}
-    exec(compile(BLOCKS["Testing your own code#0"], "README testing example", "exec"), namespace)
+    exec(compile(BLOCKS["Testing your own code#1"], "README testing example", "exec"), namespace)
     asyncio.run(namespace["test_my_sync"]())
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+def test_the_users_test_file_passes_under_pytest(pytester: pytest.Pytester, mode: str) -> None:
+    """The README's test file, as written, passes with the plugin in either asyncio mode."""
+    pytester.makeini(
+        f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    pytester.makepyfile(test_users_code=BLOCKS["Testing your own code#0"])
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 def test_every_python_block_compiles() -> None:

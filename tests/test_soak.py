@@ -82,7 +82,7 @@ async def soak(guard: Guard, seed: int) -> tuple[Counter[str], int]:
         Simulator(
             api_key=API_KEY,
             seed=seed,
-            clock=clock.monotonic,
+            clock=clock,
             track_ids=True,
             error_rate=0.06,
             reset_rate=0.02,

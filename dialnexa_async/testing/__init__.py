@@ -12,12 +12,20 @@ sliding-window counter, token bucket, queueing leaky bucket, concurrency limit, 
 penalty; any of them with a limit that changes on a schedule) and states its quota in one of
 several header dialects (``x-ratelimit-*``, its epoch variant, or the IETF ``RateLimit``
 drafts 6, 7 and 8). ``RateGate`` is pure, so a virtual-time harness can drive it without HTTP.
+
+For tests: give the simulator the client's ``VirtualClock`` (``Simulator(clock=clock)``),
+preload leads with chosen fields (``leads=`` or ``add_lead``), script what given ids get
+(``script`` with ``Reply`` objects), and use ``aioresponses`` from here (needs the
+aioresponses package) where the original breaks on the installed aiohttp. The pytest plugin
+``dialnexa_async.pytest_plugin`` wraps all of it in fixtures.
 """
+
+from typing import TYPE_CHECKING
 
 from ._config import RateLimitBody, SimulatorConfig, build_parser, config_from_args
 from ._dialects import RateLimitDialect, render_headers
 from ._gate import GateAnswer, RateGate, make_limiter
-from ._leads import STATUSES, UNDOCUMENTED_STATUSES, lead_payload
+from ._leads import ID_PATTERN, STATUSES, UNDOCUMENTED_STATUSES, lead_payload
 from ._limiters import (
     BlockPenalty,
     ChangingLimit,
@@ -32,9 +40,10 @@ from ._limiters import (
     TokenBucket,
     Verdict,
 )
+from ._options import SimulatorClock, SimulatorOptions
+from ._script import Reply
 from ._server import (
     CONFIG_KEY,
-    ID_PATTERN,
     STATS_KEY,
     Simulator,
     SimulatorStats,
@@ -59,14 +68,18 @@ __all__ = [
     "RateGate",
     "RateLimitBody",
     "RateLimitDialect",
+    "Reply",
     "ScalableLimiter",
     "Simulator",
+    "SimulatorClock",
     "SimulatorConfig",
+    "SimulatorOptions",
     "SimulatorStats",
     "SlidingWindowCounter",
     "SlidingWindowLog",
     "TokenBucket",
     "Verdict",
+    "aioresponses",
     "build_parser",
     "config_from_args",
     "lead_payload",
@@ -75,3 +88,20 @@ __all__ = [
     "render_headers",
     "serve",
 ]
+
+if TYPE_CHECKING:
+    from ._aioresponses import aioresponses
+
+
+def __getattr__(name: str) -> object:
+    # aioresponses is a test dependency, not the SDK's: import it only when asked for.
+    if name == "aioresponses":
+        try:
+            from ._aioresponses import aioresponses
+        except ModuleNotFoundError as exc:
+            raise ImportError(
+                "dialnexa_async.testing.aioresponses needs the aioresponses package: "
+                "pip install aioresponses"
+            ) from exc
+        return aioresponses
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import time
-from collections.abc import Callable
-from typing import Literal, get_args
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, get_args
 
 from ._dialects import RATE_LIMIT_DIALECTS, RateLimitDialect
+from ._leads import ID_PATTERN, ID_RE
 from ._limiters import LIMITER_KINDS, LimiterKind
 
 RateLimitBody = Literal["json", "html", "text", "empty"]
@@ -30,6 +32,28 @@ def _positive_finite(value: float) -> bool:
     return value > 0 and math.isfinite(value)
 
 
+def checked_leads(leads: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Validate preloaded leads and return a deep, JSON-round-tripped copy of them.
+
+    Args:
+        leads: Fields by lead id; each id must match ``ID_PATTERN`` and each value be a
+            mapping that encodes as JSON.
+    """
+    copied: dict[str, dict[str, Any]] = {}
+    for lead_id, fields in leads.items():
+        if not isinstance(lead_id, str) or not ID_RE.fullmatch(lead_id):
+            raise ValueError(f"preloaded lead id {lead_id!r} does not match {ID_PATTERN}")
+        if not isinstance(fields, Mapping):
+            raise TypeError(f"the fields of lead {lead_id!r} must be a mapping, got {fields!r}")
+        try:
+            # A round trip checks the fields now rather than at the first request, and keeps
+            # later changes to the caller's objects from reaching the served lead.
+            copied[lead_id] = json.loads(json.dumps(dict(fields)))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"the fields of lead {lead_id!r} are not JSON: {exc}") from None
+    return copied
+
+
 @dataclasses.dataclass
 class SimulatorConfig:
     """Behaviour of the simulated API; mutable, and read afresh on every request.
@@ -41,8 +65,11 @@ class SimulatorConfig:
     Args:
         api_key: The only bearer token accepted, or ``None`` to accept any non-empty token.
         forbidden_keys: Tokens that authenticate but may not read campaign data (403).
-        known_ids: When set, the only lead ids that exist; otherwise every well-formed id
-            exists except those starting with ``missing``.
+        known_ids: When set, the only lead ids that exist (besides ``leads``); otherwise every
+            well-formed id exists except those starting with ``missing``.
+        leads: Preloaded leads: fields by id, laid over the generated lead of that id (so
+            ``{"lead_1": {"status": "failed"}}`` serves a whole lead whose status is
+            ``failed``). A preloaded id exists whatever ``known_ids`` and its prefix say.
         unknown_status_rate: Share of ids (chosen by hash, not at random) whose status is an
             undocumented value such as ``"voicemail"``.
         rate_limit: Admitted requests per window (the bucket rate is ``rate_limit /
@@ -88,6 +115,7 @@ class SimulatorConfig:
     api_key: str | None = dataclasses.field(default="sk_test", repr=False)
     forbidden_keys: frozenset[str] = dataclasses.field(default=frozenset(), repr=False)
     known_ids: frozenset[str] | None = None
+    leads: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict, repr=False)
     unknown_status_rate: float = 0.0
     rate_limit: int | None = None
     rate_window: float = 1.0
@@ -162,6 +190,7 @@ class SimulatorConfig:
         self.forbidden_keys = frozenset(self.forbidden_keys)
         if self.known_ids is not None:
             self.known_ids = frozenset(self.known_ids)
+        self.leads = checked_leads(self.leads)
         self.error_statuses = tuple(self.error_statuses)
         # Sorted by time (stably, so of two changes at one moment the later one wins).
         self.limit_schedule = tuple(

@@ -5,7 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import time
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+"""What a lead id must match for the API to look it up (else it answers 400)."""
+
+ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 STATUSES = ("pending", "in_progress", "completed", "failed", "removed")
 """The documented lead statuses."""

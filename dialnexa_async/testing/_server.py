@@ -3,30 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
+import json
 import random
-import re
 import socket
 import struct
 from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
-from ._config import SimulatorConfig
+from ._config import SimulatorConfig, checked_leads
 from ._gate import HTML as _HTML
 from ._gate import JSON as _JSON
 from ._gate import RateGate, envelope, gateway_page, reason_phrase
-from ._leads import lead_body
+from ._leads import ID_PATTERN, lead_body, lead_payload
+from ._leads import ID_RE as _ID_RE
+from ._options import SimulatorClock, configure
+from ._script import Reply, Scripts
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._options import SimulatorOptions
 
 API_PREFIX = "/v1"
 LEAD_ROUTE_PREFIX = "/v1/campaigns-leads/"
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
-
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 # Fault kinds, in the order their probabilities are checked.
 _RESET = "reset"
@@ -47,6 +52,9 @@ _BAD_ID = envelope(400, [f"id must match {ID_PATTERN}"])
 _BAD_GATEWAY_HTML = gateway_page(502)
 _SAMPLE_BODY = lead_body("lead_abc123", 0.0)
 _LINGER_RST = struct.pack("ii", 1, 0)
+# The API's own error bodies where a scripted status has one; others get a generic envelope.
+_API_ERRORS = {401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _LEAD_NOT_FOUND}
+_NO_CONTENT = 204
 
 
 class SimulatorStats:
@@ -59,6 +67,7 @@ class SimulatorStats:
         resets: Connections aborted with a TCP RST.
         faults: Injected faults by kind (``reset``, ``error``, ``html``, ``malformed``,
             ``slow_body``).
+        scripted: Requests answered (or reset) by a scripted ``Reply``.
         attempts_by_id: Requests per decoded lead id, counted on arrival; stays empty when
             ``track_ids`` is off.
         in_flight: Requests being handled right now.
@@ -74,6 +83,7 @@ class SimulatorStats:
         "rate_limited",
         "requests",
         "resets",
+        "scripted",
     )
 
     def __init__(self) -> None:
@@ -82,6 +92,7 @@ class SimulatorStats:
         self.rate_limited = 0
         self.resets = 0
         self.faults: Counter[str] = Counter()
+        self.scripted = 0
         self.attempts_by_id: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -93,6 +104,7 @@ class SimulatorStats:
         self.rate_limited = 0
         self.resets = 0
         self.faults = Counter()
+        self.scripted = 0
         self.attempts_by_id = Counter()
         self.max_in_flight = self.in_flight
 
@@ -100,7 +112,8 @@ class SimulatorStats:
         return (
             f"SimulatorStats(requests={self.requests}, by_status={dict(self.by_status)}, "
             f"rate_limited={self.rate_limited}, resets={self.resets}, "
-            f"in_flight={self.in_flight}, max_in_flight={self.max_in_flight})"
+            f"scripted={self.scripted}, in_flight={self.in_flight}, "
+            f"max_in_flight={self.max_in_flight})"
         )
 
 
@@ -121,7 +134,21 @@ class _SimulatorState:
         self.stats = SimulatorStats()
         self.rng = random.Random(config.seed)
         self.gate = RateGate(config)
+        self.scripts = Scripts()
         self.request_counter = 0
+
+    def payload(self, lead_id: str) -> dict[str, Any]:
+        """The lead served for an id that exists: generated, with any preloaded fields on top."""
+        cfg = self.config
+        generated = lead_payload(lead_id, unknown_status_rate=cfg.unknown_status_rate)
+        return {**generated, **cfg.leads.get(lead_id, {})}
+
+    def lead_body(self, lead_id: str) -> bytes:
+        """The encoded ``payload`` of an id; the cached generated body when nothing is preloaded."""
+        cfg = self.config
+        if lead_id in cfg.leads:
+            return json.dumps(self.payload(lead_id), separators=(",", ":")).encode("utf-8")
+        return lead_body(lead_id, cfg.unknown_status_rate)
 
     def reset(self) -> None:
         """Zero the stats, forget the limiter's counts and restart the seeded random stream."""
@@ -213,7 +240,12 @@ class _SimulatorState:
         lead_id: str | None,
         headers: dict[str, str],
     ) -> web.StreamResponse:
-        """Answer a request the rate gate let through: an injected fault, or the API itself."""
+        """Answer a request the rate gate let through: a scripted reply, a fault, or the API."""
+        if lead_id is not None:
+            reply = self.scripts.take(lead_id)
+            if reply is not None:
+                # A script speaks for the API behind the gateway: no injected fault applies.
+                return await self._scripted(request, cfg, reply, path, lead_id, headers)
         slow = False
         if fault is not None:
             self.stats.faults[fault] += 1
@@ -232,7 +264,7 @@ class _SimulatorState:
             if fault == _MALFORMED:
                 whole = _SAMPLE_BODY
                 if lead_id is not None and _ID_RE.fullmatch(lead_id):
-                    whole = lead_body(lead_id, cfg.unknown_status_rate)
+                    whole = self.lead_body(lead_id)
                 # Any strict prefix of a JSON object is invalid JSON.
                 return self._reply(200, whole[: len(whole) // 2], _JSON, headers)
             slow = True
@@ -273,9 +305,41 @@ class _SimulatorState:
         if not _ID_RE.fullmatch(lead_id):
             return 400, _BAD_ID
         known = cfg.known_ids
-        if lead_id.startswith("missing") or (known is not None and lead_id not in known):
+        if lead_id not in cfg.leads and (
+            lead_id.startswith("missing") or (known is not None and lead_id not in known)
+        ):
             return 404, _LEAD_NOT_FOUND
-        return 200, lead_body(lead_id, cfg.unknown_status_rate)
+        return 200, self.lead_body(lead_id)
+
+    async def _scripted(
+        self,
+        request: web.Request,
+        cfg: SimulatorConfig,
+        reply: Reply,
+        path: str,
+        lead_id: str,
+        headers: dict[str, str],
+    ) -> web.Response:
+        """Answer as a scripted reply says: after its delay, a reset or its status and body."""
+        self.stats.scripted += 1
+        if reply.delay > 0:
+            await asyncio.sleep(reply.delay)
+        if reply.reset:
+            return self._reset(request)
+        headers.update(reply.headers)
+        if reply.status is None:
+            status, body = self._resolve(request, cfg, path, lead_id, headers)
+            return self._reply(status, body, _JSON, headers)
+        status = reply.status
+        scripted = reply.encoded_body
+        if scripted is None:
+            if 200 <= status < 300 and status != _NO_CONTENT:
+                scripted = self.lead_body(lead_id)
+            elif status >= 400:
+                scripted = _API_ERRORS.get(status) or envelope(status, reason_phrase(status))
+        has_type = any(name.lower() == "content-type" for name in headers)
+        content_type = None if has_type or scripted is None else reply.content_type
+        return self._reply(status, scripted, content_type, headers)
 
     def _reply(
         self, status: int, body: bytes | None, content_type: str | None, headers: dict[str, str]
@@ -355,16 +419,28 @@ class Simulator:
 
     Example::
 
-        async with Simulator(rate_limit=5) as sim:
-            async with aiohttp.ClientSession() as session:
-                await session.get(f"{sim.base_url}/campaigns-leads/lead_abc123", ...)
+        clock = dialnexa_async.VirtualClock()
+        async with Simulator(rate_limit=5, clock=clock) as sim:
+            sim.add_lead("lead_1", status="failed")
+            sim.script("lead_2", Reply(status=503, times=2))
+            async with dialnexa_async.AsyncDialNexa(
+                api_key="sk_test", base_url=sim.base_url, clock=clock
+            ) as client:
+                ...
 
     Args:
-        config: Base configuration; used live (not copied) unless overrides are given.
+        config: Base configuration; used live (not copied) unless ``clock`` or options are
+            given.
         host: Address to bind.
         port: Port to bind; 0 picks a free one, readable from ``.port`` once started.
         shutdown_timeout: Seconds in-flight requests get to finish when stopping.
-        **config_overrides: ``SimulatorConfig`` fields replacing those of ``config``.
+        clock: The clock the rate limiter counts on. Give the client's
+            ``dialnexa_async.VirtualClock`` here so that the client's virtual waits are the
+            time the limiter sees pass (it then also dates ``Retry-After`` and epoch resets);
+            a plain callable sets only ``SimulatorConfig.clock``. Latency, queueing and
+            scripted delays always take real time.
+        **options: ``SimulatorConfig`` fields (see ``SimulatorOptions``) replacing those of
+            ``config``; an unknown name is a ``TypeError``.
     """
 
     def __init__(
@@ -374,11 +450,10 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         shutdown_timeout: float = 0.25,
-        **config_overrides: object,
+        clock: SimulatorClock | Callable[[], float] | None = None,
+        **options: Unpack[SimulatorOptions],
     ) -> None:
-        base = config if config is not None else SimulatorConfig()
-        if config_overrides:
-            base = dataclasses.replace(base, **config_overrides)  # type: ignore[arg-type]
+        base = configure(config if config is not None else SimulatorConfig(), clock, options)
         self._app = make_app(base)
         self._state = self._app[_STATE_KEY]
         self._host = host
@@ -386,6 +461,43 @@ class Simulator:
         self._shutdown_timeout = shutdown_timeout
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+
+    def add_lead(self, lead_id: str, **fields: Any) -> None:
+        """Preload a lead: it exists, with these fields over its generated ones.
+
+        Calling it again for the same id replaces its fields. Works before or while running.
+
+        Args:
+            lead_id: A well-formed lead id (``ID_PATTERN``).
+            **fields: API field names and JSON values, e.g. ``status="completed"``.
+        """
+        cfg = self._state.config
+        cfg.leads = {**cfg.leads, **checked_leads({lead_id: fields})}
+
+    def script(self, lead_id: str, *replies: Reply) -> None:
+        """Script the next answers to ``lead_id``, replacing any script it had.
+
+        Each request for the id that passes the rate gate takes the next reply (a reply
+        answers ``times`` requests); when the script is done the id gets the API's own
+        answer again. No replies clears the id's script.
+
+        Args:
+            lead_id: A well-formed lead id (``ID_PATTERN``).
+            *replies: The answers, in order.
+        """
+        self._state.scripts.set(lead_id, replies)
+
+    def script_remaining(self, lead_id: str) -> int | None:
+        """Requests the id's script still answers: 0 when done, ``None`` when it never ends."""
+        return self._state.scripts.remaining(lead_id)
+
+    def lead_payload(self, lead_id: str) -> dict[str, Any]:
+        """The JSON object this simulator serves for ``lead_id`` when the lead exists.
+
+        Args:
+            lead_id: A lead id; preloaded fields and ``unknown_status_rate`` are applied.
+        """
+        return self._state.payload(lead_id)
 
     @property
     def app(self) -> web.Application:
@@ -426,7 +538,10 @@ class Simulator:
         return self.origin + API_PREFIX
 
     def reset(self) -> None:
-        """Zero the stats, forget the limiter's counts, and reseed the random stream."""
+        """Zero the stats, forget the limiter's counts, and reseed the random stream.
+
+        Scripts and preloaded leads stay as they are.
+        """
         self._state.reset()
 
     async def start(self) -> None:
