@@ -15,6 +15,7 @@ from ._clock import Clock, SystemClock
 from ._errors import APIStatusError, DialNexaError, RateLimitError
 from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
+from ._redact import Redactor
 from ._retry import RetryPolicy
 from ._sansio.interpret import interpret
 from ._sansio.request import default_headers, lead_url, normalize_base_url, user_agent
@@ -87,6 +88,7 @@ class AsyncDialNexa:
         self._base_url = normalize_base_url(
             base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
         )
+        self._redactor = Redactor(key)
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency
         self._clock: Clock = clock or SystemClock()
@@ -304,6 +306,7 @@ class AsyncDialNexa:
             outcome, answer = interpret(
                 raw.status, raw.headers, raw.body, now=self._clock.time(), attempts=number
             )
+            del raw  # an error's traceback keeps this frame, and the answer may echo the key
             if answer is None:
                 rate.observe_success(ticket)
             else:
@@ -317,6 +320,8 @@ class AsyncDialNexa:
                 self._policy.budget.deposit()  # a 2xx all the same: only its body is wrong
             raise outcome
         except DialNexaError as error:
+            # Before the retry loop logs it or the caller sees it.
+            self._redactor.scrub(error)
             if number > 1:
                 raise
             first = error

@@ -16,8 +16,9 @@
     └── ResponseValidationError       a 2xx whose body is not a lead (bad JSON, wrong shape)
         └── ResponseTooLargeError     the body passed the size cap
 
-Errors carry what the server said and never what the client sent: no request headers, so the
-API key cannot leak through ``str()``, ``repr()`` or a log line.
+Errors carry what the server said and never what the client sent: no request headers. What the
+server said passes through the client's ``Redactor`` (``_redact``), so a server echoing the key
+cannot put it into ``str()``, ``repr()``, ``.body`` or a log line either.
 """
 
 from __future__ import annotations

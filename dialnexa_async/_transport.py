@@ -20,6 +20,7 @@ from yarl import URL
 
 from ._constants import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
 from ._errors import APIConnectionError, APITimeoutError, DialNexaError, ResponseTooLargeError
+from ._redact import detach
 
 __all__ = ["AiohttpTransport", "RawResponse", "StaleConnection"]
 
@@ -155,6 +156,7 @@ class AiohttpTransport:
         except aiohttp.ClientResponseError as exc:
             failure = APIConnectionError(f"invalid HTTP answer: {exc.message}")
         except (aiohttp.ClientError, OSError) as exc:
+            detach(exc)  # its frames hold the request headers; it is chained for its text
             if (
                 pooled.reused
                 and response is None

@@ -1,0 +1,252 @@
+"""Secrets and hostile answers: the API key stays out of everything the SDK shows.
+
+Each test works at the level a user sees it: a client built with a bad key or URL, a hostile
+server on a real loopback socket that refuses, resets or echoes the request, or (where nothing
+is on a socket) aioresponses. The ``guard`` fixture then checks what every hostile case must
+keep: no connection or task left behind, attempts bounded, the key in no log record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+import dialnexa_async as dnx
+from dialnexa_async._redact import MASK
+from tests.hostile import (
+    LEAD,
+    SECRET,
+    Exchange,
+    Guard,
+    Step,
+    closed_port,
+    guarding,
+    head,
+    raw,
+    reply,
+    reset,
+)
+
+pytestmark = pytest.mark.integration
+
+PATH = "/v1/campaigns-leads/lead_abc123"
+
+
+@pytest.fixture
+async def guard(caplog: pytest.LogCaptureFixture) -> AsyncIterator[Guard]:
+    """Check the invariants of every case once it ends."""
+    async with guarding(caplog) as checker:
+        yield checker
+
+
+def linked(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception reachable from it: causes, contexts (suppressed or not)
+    and the members of exception groups."""
+    seen: list[BaseException] = []
+    todo = [error]
+    while todo:
+        current = todo.pop()
+        if any(current is known for known in seen):
+            continue
+        seen.append(current)
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+        todo += list(getattr(current, "exceptions", ()))
+    return seen
+
+
+def shown_with_locals(error: BaseException) -> str:
+    """What a traceback printer showing every frame's locals prints for ``error``, and for each
+    exception linked to it on its own."""
+    return "\n".join(
+        "".join(traceback.TracebackException.from_exception(e, capture_locals=True).format())
+        for e in linked(error)
+    )
+
+
+def everything_shown(error: BaseException) -> str:
+    """Every text the error offers a user: str, repr, traceback, body and request id."""
+    body = getattr(error, "body", None)
+    return "\n".join(
+        [
+            str(error),
+            repr(error),
+            repr(error.args),
+            "".join(traceback.format_exception(error)),
+            json.dumps(body) if not isinstance(body, str) else body,
+            str(getattr(error, "request_id", None)),
+        ]
+    )
+
+
+# --- no frame, no chained cause holds the key ------------------------------------------------
+
+
+async def _refused(guard: Guard) -> BaseException:
+    client = guard.client(f"http://127.0.0.1:{closed_port()}/v1", max_retries=0)
+    async with client:
+        return await guard.fails(client.get_lead("lead_abc123"), dnx.APIConnectionError)
+
+
+def _echo_head(ex: Exchange) -> bytes:
+    """A 200 head promising more body than comes, echoing the key in a response header."""
+    auth = ex.headers["authorization"]
+    return head(200, {"Content-Length": "1000", "X-Echo-Authorization": auth})
+
+
+async def _reset(guard: Guard, after: Callable[[Exchange], bytes] | None) -> BaseException:
+    async def step(ex: Exchange) -> None:
+        await reset(after(ex) if after else b"")(ex)
+
+    async with guard.server(step) as server, guard.client(server, max_retries=0) as client:
+        return await guard.fails(client.get_lead("lead_abc123"), dnx.APIConnectionError)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        _refused,
+        lambda guard: _reset(guard, None),
+        lambda guard: _reset(guard, _echo_head),
+    ],
+    ids=["refused", "reset", "reset-mid-body-after-echoing-head"],
+)
+async def test_no_frame_of_a_connection_error_or_its_causes_holds_the_key(
+    guard: Guard, fault: Any
+) -> None:
+    """A refused or reset connection: neither the SDK error nor any exception chained to it
+    shows the key when printed with every frame's locals (pytest --showlocals, rich's
+    show_locals, capture_locals); aiohttp's exception stays chained for its type and text."""
+    error = await fault(guard)
+    chain = linked(error)
+    assert any(isinstance(e, (aiohttp.ClientError, OSError)) for e in chain[1:])
+    assert SECRET not in shown_with_locals(error)
+
+
+async def test_the_callers_own_exception_in_the_chain_is_left_alone(guard: Guard) -> None:
+    """An SDK call failing inside the caller's ``except`` block leaves the caller's exception
+    as it was: its traceback is neither dropped nor cleared."""
+
+    def callers_frame() -> None:
+        marker = "the caller's own local"  # noqa: F841 - shown by capture_locals below
+        raise KeyError("the caller's own failure")
+
+    try:
+        callers_frame()
+    except KeyError as caught:
+        own, tb = caught, caught.__traceback__
+        error = await _refused(guard)
+    assert own.__traceback__ is tb
+    assert "the caller's own local" in shown_with_locals(own)
+    assert SECRET not in shown_with_locals(error)
+
+
+async def test_a_validation_error_and_its_cattrs_cause_hold_no_echoed_key(guard: Guard) -> None:
+    """A 2xx echoing the request in a body that is not a lead: the ResponseValidationError,
+    the cattrs errors it is raised from and every frame of them show the key nowhere."""
+
+    async def step(ex: Exchange) -> None:
+        body = json.dumps({**LEAD, "status": 5, "echo": ex.headers["authorization"]})
+        await reply(body=body.encode())(ex)
+
+    async with guard.server(step) as server, guard.client(server) as client:
+        error = await guard.fails(client.get_lead("lead_abc123"), dnx.ResponseValidationError)
+    assert server.requests == {PATH: 1}
+    assert error.__cause__ is not None
+    assert error.body["echo"] == f"Bearer {MASK}"
+    assert SECRET not in shown_with_locals(error)
+
+
+# --- what the server echoes is redacted ------------------------------------------------------
+
+
+def _envelope(status: int, message: str, **extra: Any) -> bytes:
+    return json.dumps({"statusCode": status, "message": message, "error": "X", **extra}).encode()
+
+
+def _echo(build: Callable[[str, str], Step]) -> Step:
+    """A step built per request from the Authorization value and its secret part."""
+
+    async def step(ex: Exchange) -> None:
+        auth = ex.headers["authorization"]
+        await build(auth, auth.rpartition(":")[2])(ex)
+
+    return step
+
+
+ECHOES: dict[str, tuple[Step, type[dnx.DialNexaError]]] = {
+    "502-message-retried-and-logged": (
+        _echo(lambda auth, _: reply(502, _envelope(502, f"upstream refused {auth}"))),
+        dnx.InternalServerError,
+    ),
+    "400-body-field": (
+        _echo(
+            lambda auth, _: reply(
+                400, _envelope(400, "bad", request={"headers": {"authorization": auth}})
+            )
+        ),
+        dnx.BadRequestError,
+    ),
+    "404-request-id": (
+        _echo(
+            lambda auth, _: reply(
+                404, _envelope(404, "Lead not found"), headers={"X-Request-Id": auth}
+            )
+        ),
+        dnx.NotFoundError,
+    ),
+    "503-html-secret-part-only": (
+        _echo(
+            lambda _, secret: reply(
+                503, f"<html>token {secret} rejected</html>".encode(), content_type="text/html"
+            )
+        ),
+        dnx.InternalServerError,
+    ),
+    "200-not-a-lead": (
+        _echo(lambda auth, _: reply(200, json.dumps({"you sent": auth}).encode())),
+        dnx.ResponseValidationError,
+    ),
+    "garbage-status-line": (
+        _echo(lambda auth, _: raw(f"HTTP/1.1 {auth}\r\n\r\n".encode())),
+        dnx.APIConnectionError,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ECHOES.keys())
+async def test_a_server_echoing_the_key_never_puts_it_in_what_the_sdk_shows(
+    guard: Guard, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    """Whatever a gateway echoes (the whole key or its secret part, in the message, the body,
+    the request id, the status line), the error's str, repr, args, traceback, body and request
+    id and every log line (the WARNING of a retry too) show it masked, never in clear."""
+    step, kind = ECHOES[case]
+    async with guard.server(step) as server, guard.client(server) as client:
+        error = await guard.fails(client.get_lead("lead_abc123"), kind)
+    shown = everything_shown(error)
+    assert SECRET not in shown
+    assert SECRET not in shown_with_locals(error)
+    assert MASK in shown  # the echo arrived, and was masked
+    assert SECRET not in caplog.text  # the guard checks it too; here it must also be seen
+    if case.startswith("502"):
+        assert server.requests == {PATH: 3}
+        retries = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert retries
+        assert all(MASK in r.getMessage() for r in retries)
+
+
+async def test_bulk_results_carry_the_same_redacted_errors(guard: Guard) -> None:
+    """An error delivered as a get_leads value is redacted just like a raised one."""
+    step = _echo(lambda auth, _: reply(404, _envelope(404, f"no lead for {auth}")))
+    async with guard.server(step) as server, guard.client(server) as client:
+        (result,) = await client.get_leads(["lead_abc123"])
+    assert isinstance(result.error, dnx.NotFoundError)
+    assert result.error.message == f"no lead for Bearer {MASK}"
+    assert SECRET not in repr(result)
+    assert SECRET not in shown_with_locals(result.error)
