@@ -18,7 +18,13 @@ from ._rate_control import ClientRateControl, Ticket
 from ._redact import Redactor
 from ._retry import RetryPolicy
 from ._sansio.interpret import interpret
-from ._sansio.request import default_headers, lead_url, normalize_base_url, user_agent
+from ._sansio.request import (
+    api_key_problem,
+    default_headers,
+    lead_url,
+    normalize_base_url,
+    user_agent,
+)
 from ._stats import ClientStats
 from ._transport import AiohttpTransport, SSLOption, StaleConnection
 
@@ -50,7 +56,8 @@ class AsyncDialNexa:
             make every retry wait and cooldown instant.
 
     Raises:
-        DialNexaError: no API key was given or found in the environment.
+        DialNexaError: no API key was given or found in the environment, or it holds a
+            character a header cannot carry (the message names it, never the key).
         ValueError: an argument is out of range.
     """
 
@@ -69,13 +76,12 @@ class AsyncDialNexa:
         ssl: SSLOption = None,
         clock: Clock | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
-        if not key:
-            raise DialNexaError(
-                f"no API key: pass api_key= or set the {C.API_KEY_ENV} environment variable"
-            )
-        if not isinstance(key, str) or any(c in key for c in "\r\n"):
-            raise DialNexaError("the API key must be a single-line str")
+        # The key leaves this frame's locals at once: a traceback of any error raised below
+        # shows them (pytest --showlocals), and must not show the key.
+        try:
+            redactor = Redactor(_resolve_api_key(api_key))
+        finally:
+            del api_key
         _check_positive("timeout", timeout)
         _check_positive("max_retry_wait", max_retry_wait)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -88,7 +94,7 @@ class AsyncDialNexa:
         self._base_url = normalize_base_url(
             base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
         )
-        self._redactor = Redactor(key)
+        self._redactor = redactor
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency
         self._clock: Clock = clock or SystemClock()
@@ -105,7 +111,7 @@ class AsyncDialNexa:
         )
         self._transport = AiohttpTransport(
             session=session,
-            headers=default_headers(key, user_agent(aiohttp.__version__)),
+            headers=default_headers(redactor.key, user_agent(aiohttp.__version__)),
             max_connections=max_concurrency,
             ssl=ssl,
             timeout=self._timeout,
@@ -119,6 +125,9 @@ class AsyncDialNexa:
         """Cumulative counters of this client's traffic."""
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_closed"):
+            # Half built: a traceback printer showing __init__'s locals asks for this too.
+            return f"<{type(self).__name__} (not built)>"
         return (
             f"{type(self).__name__}(base_url={self._base_url!r}, "
             f"max_concurrency={self._max_concurrency}, closed={self._closed})"
@@ -354,6 +363,28 @@ class AsyncDialNexa:
                     raise first
                 return await self._attempt(url, number)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def _resolve_api_key(api_key: str | None) -> str:
+    """The key given, else ``$DIALNEXA_API_KEY``, checked once for what a header can carry.
+
+    Raises:
+        DialNexaError: no key, or one that cannot be sent unchanged; never quoting it.
+    """
+    key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
+    if key is None or key == "":
+        raise DialNexaError(
+            f"no API key: pass api_key= or set the {C.API_KEY_ENV} environment variable"
+        )
+    if not isinstance(key, str):
+        problem: str | None = f"the API key must be a str, not {type(key).__name__}"
+    else:
+        name = "the API key" if api_key is not None else f"the API key in ${C.API_KEY_ENV}"
+        problem = api_key_problem(key, name)
+    if problem is None:
+        return key
+    api_key = key = None  # the error's traceback keeps this frame and its locals
+    raise DialNexaError(problem)
 
 
 def _dedup_key(lead_id: object) -> Hashable:

@@ -20,6 +20,7 @@ import pytest
 import dialnexa_async as dnx
 from dialnexa_async._redact import MASK
 from tests.hostile import (
+    API_KEY,
     LEAD,
     SECRET,
     Exchange,
@@ -82,6 +83,78 @@ def everything_shown(error: BaseException) -> str:
             str(getattr(error, "request_id", None)),
         ]
     )
+
+
+# --- the key, checked once at construction ---------------------------------------------------
+
+BAD_KEYS = {
+    "nul": f"key_x:{SECRET}\x00",
+    "vertical-tab": f"key_x:{SECRET}\x0b1",
+    "delete": f"key_x:\x7f{SECRET}",
+    "tab": f"key_x:{SECRET}\tmore",
+    "lone-surrogate": f"key_x:{SECRET}\ud800",
+    "non-ascii": f"key_x:{SECRET}\u00e9",
+    "zero-width-space": f"key_x:{SECRET}\u200b",
+    "inner-space": f"key_x: {SECRET}",
+    "trailing-newline": f"key_x:{SECRET}\n",
+    "leading-space": f" key_x:{SECRET}",
+}
+BAD_KEY_FAULTS = {
+    "nul": f"control character (U+0000) at index {len('key_x:') + len(SECRET)}",
+    "vertical-tab": "control character (U+000B)",
+    "delete": "control character (U+007F) at index 6",
+    "tab": "control character (U+0009)",
+    "lone-surrogate": "lone surrogate (U+D800)",
+    "non-ascii": "non-ASCII character (U+00E9)",
+    "zero-width-space": "non-ASCII character (U+200B)",
+    "inner-space": "a space at index 6",
+    "trailing-newline": "whitespace",
+    "leading-space": "whitespace",
+}
+
+
+@pytest.mark.parametrize("name", BAD_KEYS.keys())
+def test_a_key_a_header_cannot_carry_is_refused_at_construction(name: str) -> None:
+    """A key holding a character a header cannot carry, or would carry altered, is a
+    DialNexaError at construction naming the fault, never quoting the key, and no frame of
+    its traceback holds the key."""
+    with pytest.raises(dnx.DialNexaError) as caught:
+        dnx.AsyncDialNexa(api_key=BAD_KEYS[name], base_url="https://api.dialnexa.test/v1")
+    error = caught.value
+    assert BAD_KEY_FAULTS[name] in str(error)
+    assert str(error).startswith("the API key holds") or "strip it" in str(error)
+    assert SECRET not in everything_shown(error)
+    assert SECRET not in shown_with_locals(error)
+
+
+def test_a_bad_key_from_the_environment_says_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad key in DIALNEXA_API_KEY is refused the same way, naming the variable."""
+    monkeypatch.setenv("DIALNEXA_API_KEY", f"key_x:{SECRET}\x7f1")
+    with pytest.raises(dnx.DialNexaError, match=r"\$DIALNEXA_API_KEY holds a control") as caught:
+        dnx.AsyncDialNexa(base_url="https://api.dialnexa.test/v1")
+    assert SECRET not in shown_with_locals(caught.value)
+
+
+def test_an_error_at_construction_shows_no_key_in_its_frames() -> None:
+    """Any other argument error raised while the client is built (here a bad timeout) keeps no
+    frame whose locals hold the key."""
+    with pytest.raises(ValueError, match="timeout") as caught:
+        dnx.AsyncDialNexa(api_key=API_KEY, base_url="https://api.dialnexa.test/v1", timeout=-1)
+    assert SECRET not in shown_with_locals(caught.value)
+
+
+async def test_every_visible_ascii_key_is_accepted_and_sent_unaltered(guard: Guard) -> None:
+    """The check refuses nothing a header carries: a key of every visible ASCII character
+    reaches the server byte for byte."""
+    key = "key_all:" + "".join(chr(c) for c in range(0x21, 0x7F))
+    async with guard.server(reply()) as server:
+        client = dnx.AsyncDialNexa(api_key=key, base_url=server.base_url, clock=guard.clock)
+        guard.clients.append(client)
+        async with client:
+            await client.get_lead("lead_abc123")
+    assert server.headers[0]["authorization"] == f"Bearer {key}"
 
 
 # --- no frame, no chained cause holds the key ------------------------------------------------

@@ -67,6 +67,39 @@ def normalize_base_url(base_url: str) -> str:
     return stripped
 
 
+def api_key_problem(key: str, name: str = "the API key") -> str | None:
+    """Why ``key`` cannot be sent as a bearer token unchanged, or ``None`` when it can.
+
+    What is refused is what a header cannot carry or would carry altered: aiohttp refuses
+    control characters on every request, re-encodes other non-ASCII characters as UTF-8 and
+    drops a lone surrogate, and a space or a padding newline is never part of a key. The
+    answer never quotes the key: it names the fault, the offending character's code point (no
+    real key holds one) and its index.
+
+    Args:
+        key: the key, a non-empty ``str``.
+        name: how the message names the key (say, where it came from).
+    """
+    if key.isascii() and key.isprintable() and " " not in key:
+        return None
+    if key != key.strip():
+        return f"{name} starts or ends with whitespace (a stray newline or space?): strip it"
+    for index, char in enumerate(key):
+        if "!" <= char <= "~":
+            continue
+        code = f"U+{ord(char):04X}"
+        if char == " ":
+            fault, why = "a space", "a bearer token cannot contain one"
+        elif char < " " or char == "\x7f":
+            fault, why = f"a control character ({code})", "an HTTP header cannot carry it"
+        elif "\ud800" <= char <= "\udfff":
+            fault, why = f"a lone surrogate ({code})", "it cannot be encoded at all"
+        else:
+            fault, why = f"a non-ASCII character ({code})", "keys are ASCII (pasted text?)"
+        return f"{name} holds {fault} at index {index}: {why}"
+    raise AssertionError("unreachable: a key failing the fast check holds such a character")
+
+
 def user_agent(aiohttp_version: str) -> str:
     """The ``User-Agent`` naming the SDK, Python and aiohttp versions."""
     python = f"{platform.python_implementation()}/{sys.version_info[0]}.{sys.version_info[1]}"
