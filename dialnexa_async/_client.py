@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Hashable
 from types import TracebackType
 
@@ -12,7 +13,7 @@ import aiohttp
 from . import _constants as C
 from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results
 from ._clock import Clock, SystemClock
-from ._errors import APIStatusError, DialNexaError, RateLimitError
+from ._errors import APIStatusError, DialNexaError, InsecureBaseURLWarning, RateLimitError
 from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
 from ._redact import Redactor
@@ -23,6 +24,7 @@ from ._sansio.request import (
     default_headers,
     lead_url,
     normalize_base_url,
+    sends_in_clear,
     user_agent,
 )
 from ._stats import ClientStats
@@ -58,7 +60,11 @@ class AsyncDialNexa:
     Raises:
         DialNexaError: no API key was given or found in the environment, or it holds a
             character a header cannot carry (the message names it, never the key).
-        ValueError: an argument is out of range.
+        ValueError: an argument is out of range, or ``base_url`` carries credentials.
+
+    Warns:
+        InsecureBaseURLWarning: ``base_url`` is plain ``http://`` to a host that is not
+            loopback, so the key would travel in clear.
     """
 
     def __init__(
@@ -94,6 +100,13 @@ class AsyncDialNexa:
         self._base_url = normalize_base_url(
             base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
         )
+        if sends_in_clear(self._base_url):
+            warnings.warn(
+                f"base_url {self._base_url!r} is plain http:// to a host that is not loopback: "
+                "the API key will travel unencrypted; use https://",
+                InsecureBaseURLWarning,
+                stacklevel=2,
+            )
         self._redactor = redactor
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency

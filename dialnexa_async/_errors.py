@@ -16,6 +16,8 @@
     └── ResponseValidationError       a 2xx whose body is not a lead (bad JSON, wrong shape)
         └── ResponseTooLargeError     the body passed the size cap
 
+    InsecureBaseURLWarning            (a UserWarning) the key would travel in clear over http://
+
 Errors carry what the server said and never what the client sent: no request headers. What the
 server said passes through the client's ``Redactor`` (``_redact``), so a server echoing the key
 cannot put it into ``str()``, ``repr()``, ``.body`` or a log line either.
@@ -34,6 +36,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "DialNexaError",
+    "InsecureBaseURLWarning",
     "InternalServerError",
     "InvalidLeadIdError",
     "NotFoundError",
@@ -234,6 +237,14 @@ class ResponseValidationError(DialNexaError):
 
 class ResponseTooLargeError(ResponseValidationError):
     """The body passed the configured size cap; the rest was not read."""
+
+
+class InsecureBaseURLWarning(UserWarning):
+    """``base_url`` is plain ``http://`` to a host that is not loopback: the key travels in clear.
+
+    Issued once, when the client is built. Silence it deliberately with
+    ``warnings.filterwarnings("ignore", category=dnx.InsecureBaseURLWarning)``.
+    """
 
 
 _STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {

@@ -14,6 +14,7 @@ from dialnexa_async._sansio.request import (
     lead_url,
     normalize_base_url,
     quote_segment,
+    sends_in_clear,
     user_agent,
     validate_lead_id,
 )
@@ -115,3 +116,41 @@ def test_a_key_problem_names_the_fault_and_never_the_key(key: str, fault: str) -
     assert fault in problem
     assert problem.startswith("the key ")
     assert "key_1" not in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "in_clear"),
+    [
+        ("http://api.dialnexa.com/v1", True),
+        ("http://10.1.2.3:8080/v1", True),
+        ("http://[2001:db8::1]/v1", True),
+        ("http://localhost.example.com/v1", True),
+        ("https://api.dialnexa.com/v1", False),
+        ("http://127.0.0.1:8080/v1", False),
+        ("http://127.200.0.9/v1", False),
+        ("http://localhost/v1", False),
+        ("http://LocalHost./v1", False),
+        ("http://app.localhost/v1", False),
+        ("http://[::1]:9/v1", False),
+        ("http://[::ffff:127.0.0.1]/v1", False),
+    ],
+)
+def test_sends_in_clear_is_plain_http_off_loopback(url: str, in_clear: bool) -> None:
+    """Only http:// to a host that is not loopback sends the key in clear; no name is resolved."""
+    assert sends_in_clear(url) is in_clear
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:pw@api.dialnexa.com/v1", "https://user@h/v1", "http://:pw@127.0.0.1/v1"]
+)
+def test_base_url_with_credentials_is_refused_without_quoting_them(url: str) -> None:
+    """Userinfo in the base URL is a ValueError whose message does not repeat it."""
+    with pytest.raises(ValueError, match="credentials") as caught:
+        normalize_base_url(url)
+    assert "pw" not in str(caught.value)
+    assert "user" not in str(caught.value).replace("user:password", "")
+
+
+def test_base_url_with_an_at_sign_in_its_path_is_accepted() -> None:
+    """An ``@`` after the host (in the path) is not userinfo."""
+    assert normalize_base_url("https://h/v1/@x/") == "https://h/v1/@x"

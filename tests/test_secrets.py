@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from aioresponses import aioresponses
 
 import dialnexa_async as dnx
 from dialnexa_async._redact import MASK
@@ -323,3 +325,72 @@ async def test_bulk_results_carry_the_same_redacted_errors(guard: Guard) -> None
     assert result.error.message == f"no lead for Bearer {MASK}"
     assert SECRET not in repr(result)
     assert SECRET not in shown_with_locals(result.error)
+
+
+# --- base_url: credentials and plain http ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:pw-s3cr3t@api.dialnexa.test/v1", "https://:pw-s3cr3t@h.test/v1"]
+)
+def test_credentials_in_base_url_are_refused_without_being_shown(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base_url carrying user:password@ is a ValueError (aiohttp would send them instead of
+    the key) whose message never quotes them, from the argument or the environment."""
+    with pytest.raises(ValueError, match="credentials") as caught:
+        dnx.AsyncDialNexa(api_key=API_KEY, base_url=url)
+    assert "pw-s3cr3t" not in str(caught.value)
+    monkeypatch.setenv("DIALNEXA_BASE_URL", url)
+    with pytest.raises(ValueError, match="credentials") as caught:
+        dnx.AsyncDialNexa(api_key=API_KEY)
+    assert "pw-s3cr3t" not in str(caught.value)
+
+
+def test_a_non_http_base_url_with_credentials_is_refused_without_quoting_them() -> None:
+    """The scheme check quotes the URL it refuses, but with its credentials masked."""
+    with pytest.raises(ValueError, match=r"got 'ftp://\*\*\*@h\.test/v1'"):
+        dnx.AsyncDialNexa(api_key=API_KEY, base_url="ftp://user:pw-s3cr3t@h.test/v1")
+
+
+async def test_plain_http_to_a_remote_host_warns_once(mock_api: aioresponses) -> None:
+    """http:// to a host that is not loopback warns once, at construction, with
+    InsecureBaseURLWarning pointing at the caller's line; calls add no more warnings."""
+    url = "http://api.dialnexa.test/v1"
+    mock_api.get(f"{url}/campaigns-leads/lead_abc123", payload=LEAD, repeat=True)
+    with pytest.warns(dnx.InsecureBaseURLWarning, match="unencrypted") as caught:
+        client = dnx.AsyncDialNexa(api_key=API_KEY, base_url=url, clock=dnx.VirtualClock())
+    assert len(caught) == 1
+    assert caught[0].filename == __file__
+    assert SECRET not in str(caught[0].message)
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        async with client:
+            for _ in range(3):
+                await client.get_lead("lead_abc123")
+    assert later == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/v1",
+        "http://127.9.9.9/v1",
+        "http://localhost:8080/v1",
+        "http://[::1]:8080/v1",
+        "https://api.dialnexa.test/v1",
+    ],
+)
+def test_loopback_http_and_https_do_not_warn(url: str) -> None:
+    """The simulator's loopback http:// and any https:// build a client without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dnx.AsyncDialNexa(api_key=API_KEY, base_url=url)
+
+
+def test_repr_of_a_client_shows_neither_key_nor_credentials() -> None:
+    """repr(client) names the URL and settings, never the key."""
+    client = dnx.AsyncDialNexa(api_key=API_KEY, base_url="https://api.dialnexa.test/v1")
+    assert "api.dialnexa.test" in repr(client)
+    assert SECRET not in repr(client)
+    assert SECRET not in repr(vars(client))
