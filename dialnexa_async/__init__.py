@@ -18,6 +18,7 @@ from ._errors import (
     RateLimitError,
     ResponseTooLargeError,
     ResponseValidationError,
+    UnsupportedEncodingError,
 )
 from ._models import Lead, LeadResult, LeadStatus
 from ._stats import ClientStats
@@ -46,6 +47,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "SystemClock",
+    "UnsupportedEncodingError",
     "VirtualClock",
     "__version__",
 ]

@@ -14,7 +14,8 @@
     │   ├── RateLimitError            429, after retries: .retry_after, .refused_by_client
     │   └── InternalServerError       5xx
     └── ResponseValidationError       a 2xx whose body is not a lead (bad JSON, wrong shape)
-        └── ResponseTooLargeError     the body passed the size cap
+        ├── ResponseTooLargeError     the body passed the size cap
+        └── UnsupportedEncodingError  a Content-Encoding this installation cannot decode
 
     InsecureBaseURLWarning            (a UserWarning) the key would travel in clear over http://
 
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "UnsupportedEncodingError",
     "make_status_error",
 ]
 
@@ -237,6 +239,16 @@ class ResponseValidationError(DialNexaError):
 
 class ResponseTooLargeError(ResponseValidationError):
     """The body passed the configured size cap; the rest was not read."""
+
+
+class UnsupportedEncodingError(ResponseValidationError):
+    """The answer's ``Content-Encoding`` is one this installation cannot decode; not retried.
+
+    The client never asks for such an encoding (its ``Accept-Encoding`` names only what aiohttp
+    can decode here), so a server sending one anyway will send it again: ``br`` without the
+    ``Brotli`` package, ``zstd`` without ``backports.zstd``. aiohttp refuses such an answer with
+    its head, before its status is known, so ``status_code`` is 0.
+    """
 
 
 class InsecureBaseURLWarning(UserWarning):

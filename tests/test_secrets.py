@@ -8,6 +8,8 @@ keep: no connection or task left behind, attempts bounded, the key in no log rec
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import json
 import logging
 import traceback
@@ -21,9 +23,11 @@ from aioresponses import aioresponses
 
 import dialnexa_async as dnx
 from dialnexa_async._redact import MASK
+from dialnexa_async._transport import ACCEPT_ENCODING
 from tests.hostile import (
     API_KEY,
     LEAD,
+    LEAD_BODY,
     SECRET,
     Exchange,
     Guard,
@@ -394,3 +398,86 @@ def test_repr_of_a_client_shows_neither_key_nor_credentials() -> None:
     assert "api.dialnexa.test" in repr(client)
     assert SECRET not in repr(client)
     assert SECRET not in repr(vars(client))
+
+
+# --- classification is the SDK's own, whatever session it is given ---------------------------
+
+
+async def test_a_session_raising_for_status_does_not_change_classification(guard: Guard) -> None:
+    """A caller's session made with raise_for_status=True: a 404 is still NotFoundError after
+    one attempt, not a retried connection error."""
+    body = _envelope(404, "Lead not found")
+    async with (
+        guard.server(reply(404, body)) as server,
+        aiohttp.ClientSession(raise_for_status=True) as session,
+        guard.client(server, session=session) as client,
+    ):
+        error = await guard.fails(client.get_lead("lead_abc123"), dnx.NotFoundError)
+    assert error.attempts == 1
+    assert server.requests == {PATH: 1}
+
+
+async def test_a_session_without_decompression_still_reads_gzip(guard: Guard) -> None:
+    """A caller's session made with auto_decompress=False: a gzip answer is still the lead."""
+    packed = gzip.compress(LEAD_BODY)
+    answer = reply(200, packed, headers={"Content-Encoding": "gzip"})
+    async with (
+        guard.server(answer) as server,
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        guard.client(server, session=session) as client,
+    ):
+        lead = await client.get_lead("lead_abc123")
+    assert lead.id == LEAD["id"]
+
+
+def _decodable() -> set[str]:
+    """The encodings aiohttp can decode in this installation."""
+    names = {"gzip", "deflate"}
+    if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi"):
+        names.add("br")
+    if "zstd" in ACCEPT_ENCODING:
+        names.add("zstd")
+    return names
+
+
+def test_aiohttp_still_says_which_encodings_it_can_decode() -> None:
+    """The fence on aiohttp's ``ClientRequest.DEFAULT_HEADERS``: if aiohttp stops listing what it
+    decodes there, the client falls back to gzip and deflate alone; this fails first."""
+    assert aiohttp.hdrs.ACCEPT_ENCODING in aiohttp.ClientRequest.DEFAULT_HEADERS
+    assert aiohttp.ClientRequest.DEFAULT_HEADERS[aiohttp.hdrs.ACCEPT_ENCODING] == ACCEPT_ENCODING
+
+
+@pytest.mark.parametrize("own_session", [True, False], ids=["own-session", "callers-session"])
+async def test_accept_encoding_names_only_what_can_be_decoded(
+    guard: Guard, own_session: bool
+) -> None:
+    """Every request asks for exactly the encodings this installation decodes (br only with
+    Brotli), even through a session whose defaults ask for br and zstd."""
+    async with (
+        guard.server(reply()) as server,
+        aiohttp.ClientSession(headers={"Accept-Encoding": "br, zstd"}) as session,
+    ):
+        options = {} if own_session else {"session": session}
+        async with guard.client(server, **options) as client:
+            await client.get_lead("lead_abc123")
+    asked = {name.strip() for name in server.headers[0]["accept-encoding"].split(",")}
+    assert asked == _decodable()
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd"])
+async def test_an_encoding_that_cannot_be_decoded_fails_once_typed(
+    guard: Guard, encoding: str
+) -> None:
+    """An answer in an encoding this installation cannot decode (br without Brotli) is an
+    UnsupportedEncodingError, a ResponseValidationError, after one attempt: another attempt
+    would get the same answer."""
+    if encoding in _decodable():
+        pytest.skip(f"{encoding} can be decoded in this installation")
+    answer = reply(200, b"\x8b\x02\x80", headers={"Content-Encoding": encoding})
+    async with guard.server(answer) as server, guard.client(server) as client:
+        error = await guard.fails(client.get_lead("lead_abc123"), dnx.UnsupportedEncodingError)
+    assert isinstance(error, dnx.ResponseValidationError)
+    assert error.attempts == 1
+    assert server.requests == {PATH: 1}
+    assert client.stats.retries == 0
+    assert encoding in str(error)
