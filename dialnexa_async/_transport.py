@@ -64,8 +64,9 @@ class AiohttpTransport:
     """Sends GET requests over one aiohttp session.
 
     Args:
-        session: a session the caller owns; used as is and never closed. ``None`` to have the
-            transport create its own, lazily, inside the running loop.
+        session: a session the caller owns; used as is and never closed, and refused if made
+            with ``auth=``. ``None`` to have the transport create its own, lazily, inside the
+            running loop.
         headers: the headers every request carries.
         max_connections: the connector's limit for a session the transport creates.
         ssl: ``None`` for default verification, an ``SSLContext`` to customise it, ``False``
@@ -84,6 +85,12 @@ class AiohttpTransport:
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        if session is not None and session.auth is not None:
+            # aiohttp would refuse every request (a raw ValueError) rather than pick one.
+            raise ValueError(
+                "the session was made with auth=, which would replace the API key; "
+                "pass a session without it"
+            )
         self._session = session
         self._owns_session = session is None
         self._headers = {**headers, "Accept-Encoding": ACCEPT_ENCODING}

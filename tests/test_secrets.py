@@ -417,6 +417,17 @@ async def test_a_session_raising_for_status_does_not_change_classification(guard
     assert server.requests == {PATH: 1}
 
 
+async def test_a_session_with_its_own_auth_is_refused_at_construction() -> None:
+    """A caller's session made with auth= would replace the key (aiohttp then refuses every
+    request with a raw ValueError): the client refuses it up front, saying why."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # auth= is deprecated in aiohttp
+        session = aiohttp.ClientSession(auth=aiohttp.BasicAuth("user", "pw"))
+    async with session:
+        with pytest.raises(ValueError, match="auth="):
+            dnx.AsyncDialNexa(api_key=API_KEY, base_url="https://h.test/v1", session=session)
+
+
 async def test_a_session_without_decompression_still_reads_gzip(guard: Guard) -> None:
     """A caller's session made with auto_decompress=False: a gzip answer is still the lead."""
     packed = gzip.compress(LEAD_BODY)
