@@ -10,6 +10,7 @@ from ._errors import (
     AuthenticationError,
     BadRequestError,
     DialNexaError,
+    InsecureBaseURLWarning,
     InternalServerError,
     InvalidLeadIdError,
     NotFoundError,
@@ -17,6 +18,7 @@ from ._errors import (
     RateLimitError,
     ResponseTooLargeError,
     ResponseValidationError,
+    UnsupportedEncodingError,
 )
 from ._models import Lead, LeadResult, LeadStatus
 from ._stats import ClientStats
@@ -33,6 +35,7 @@ __all__ = [
     "ClientStats",
     "Clock",
     "DialNexaError",
+    "InsecureBaseURLWarning",
     "InternalServerError",
     "InvalidLeadIdError",
     "Lead",
@@ -44,6 +47,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "SystemClock",
+    "UnsupportedEncodingError",
     "VirtualClock",
     "__version__",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Hashable
 from types import TracebackType
 
@@ -12,12 +13,20 @@ import aiohttp
 from . import _constants as C
 from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results
 from ._clock import Clock, SystemClock
-from ._errors import APIStatusError, DialNexaError, RateLimitError
+from ._errors import APIStatusError, DialNexaError, InsecureBaseURLWarning, RateLimitError
 from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
+from ._redact import Redactor
 from ._retry import RetryPolicy
 from ._sansio.interpret import interpret
-from ._sansio.request import default_headers, lead_url, normalize_base_url, user_agent
+from ._sansio.request import (
+    api_key_problem,
+    default_headers,
+    lead_url,
+    normalize_base_url,
+    sends_in_clear,
+    user_agent,
+)
 from ._stats import ClientStats
 from ._transport import AiohttpTransport, SSLOption, StaleConnection
 
@@ -49,8 +58,13 @@ class AsyncDialNexa:
             make every retry wait and cooldown instant.
 
     Raises:
-        DialNexaError: no API key was given or found in the environment.
-        ValueError: an argument is out of range.
+        DialNexaError: no API key was given or found in the environment, or it holds a
+            character a header cannot carry (the message names it, never the key).
+        ValueError: an argument is out of range, or ``base_url`` carries credentials.
+
+    Warns:
+        InsecureBaseURLWarning: ``base_url`` is plain ``http://`` to a host that is not
+            loopback, so the key would travel in clear.
     """
 
     def __init__(
@@ -68,13 +82,12 @@ class AsyncDialNexa:
         ssl: SSLOption = None,
         clock: Clock | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
-        if not key:
-            raise DialNexaError(
-                f"no API key: pass api_key= or set the {C.API_KEY_ENV} environment variable"
-            )
-        if not isinstance(key, str) or any(c in key for c in "\r\n"):
-            raise DialNexaError("the API key must be a single-line str")
+        # The key leaves this frame's locals at once: a traceback of any error raised below
+        # shows them (pytest --showlocals), and must not show the key.
+        try:
+            redactor = Redactor(_resolve_api_key(api_key))
+        finally:
+            del api_key
         _check_positive("timeout", timeout)
         _check_positive("max_retry_wait", max_retry_wait)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -87,6 +100,14 @@ class AsyncDialNexa:
         self._base_url = normalize_base_url(
             base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
         )
+        if sends_in_clear(self._base_url):
+            warnings.warn(
+                f"base_url {self._base_url!r} is plain http:// to a host that is not loopback: "
+                "the API key will travel unencrypted; use https://",
+                InsecureBaseURLWarning,
+                stacklevel=2,
+            )
+        self._redactor = redactor
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency
         self._clock: Clock = clock or SystemClock()
@@ -103,7 +124,7 @@ class AsyncDialNexa:
         )
         self._transport = AiohttpTransport(
             session=session,
-            headers=default_headers(key, user_agent(aiohttp.__version__)),
+            headers=default_headers(redactor.key, user_agent(aiohttp.__version__)),
             max_connections=max_concurrency,
             ssl=ssl,
             timeout=self._timeout,
@@ -117,6 +138,9 @@ class AsyncDialNexa:
         """Cumulative counters of this client's traffic."""
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_closed"):
+            # Half built: a traceback printer showing __init__'s locals asks for this too.
+            return f"<{type(self).__name__} (not built)>"
         return (
             f"{type(self).__name__}(base_url={self._base_url!r}, "
             f"max_concurrency={self._max_concurrency}, closed={self._closed})"
@@ -304,6 +328,7 @@ class AsyncDialNexa:
             outcome, answer = interpret(
                 raw.status, raw.headers, raw.body, now=self._clock.time(), attempts=number
             )
+            del raw  # an error's traceback keeps this frame, and the answer may echo the key
             if answer is None:
                 rate.observe_success(ticket)
             else:
@@ -317,6 +342,8 @@ class AsyncDialNexa:
                 self._policy.budget.deposit()  # a 2xx all the same: only its body is wrong
             raise outcome
         except DialNexaError as error:
+            # Before the retry loop logs it or the caller sees it.
+            self._redactor.scrub(error)
             if number > 1:
                 raise
             first = error
@@ -349,6 +376,28 @@ class AsyncDialNexa:
                     raise first
                 return await self._attempt(url, number)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def _resolve_api_key(api_key: str | None) -> str:
+    """The key given, else ``$DIALNEXA_API_KEY``, checked once for what a header can carry.
+
+    Raises:
+        DialNexaError: no key, or one that cannot be sent unchanged; never quoting it.
+    """
+    key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
+    if key is None or key == "":
+        raise DialNexaError(
+            f"no API key: pass api_key= or set the {C.API_KEY_ENV} environment variable"
+        )
+    if not isinstance(key, str):
+        problem: str | None = f"the API key must be a str, not {type(key).__name__}"
+    else:
+        name = "the API key" if api_key is not None else f"the API key in ${C.API_KEY_ENV}"
+        problem = api_key_problem(key, name)
+    if problem is None:
+        return key
+    api_key = key = None  # the error's traceback keeps this frame and its locals
+    raise DialNexaError(problem)
 
 
 def _dedup_key(lead_id: object) -> Hashable:

@@ -14,10 +14,14 @@
     │   ├── RateLimitError            429, after retries: .retry_after, .refused_by_client
     │   └── InternalServerError       5xx
     └── ResponseValidationError       a 2xx whose body is not a lead (bad JSON, wrong shape)
-        └── ResponseTooLargeError     the body passed the size cap
+        ├── ResponseTooLargeError     the body passed the size cap
+        └── UnsupportedEncodingError  a Content-Encoding this installation cannot decode
 
-Errors carry what the server said and never what the client sent: no request headers, so the
-API key cannot leak through ``str()``, ``repr()`` or a log line.
+    InsecureBaseURLWarning            (a UserWarning) the key would travel in clear over http://
+
+Errors carry what the server said and never what the client sent: no request headers. What the
+server said passes through the client's ``Redactor`` (``_redact``), so a server echoing the key
+cannot put it into ``str()``, ``repr()``, ``.body`` or a log line either.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "DialNexaError",
+    "InsecureBaseURLWarning",
     "InternalServerError",
     "InvalidLeadIdError",
     "NotFoundError",
@@ -40,6 +45,7 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "UnsupportedEncodingError",
     "make_status_error",
 ]
 
@@ -233,6 +239,24 @@ class ResponseValidationError(DialNexaError):
 
 class ResponseTooLargeError(ResponseValidationError):
     """The body passed the configured size cap; the rest was not read."""
+
+
+class UnsupportedEncodingError(ResponseValidationError):
+    """The answer's ``Content-Encoding`` is one this installation cannot decode; not retried.
+
+    The client never asks for such an encoding (its ``Accept-Encoding`` names only what aiohttp
+    can decode here), so a server sending one anyway will send it again: ``br`` without the
+    ``Brotli`` package, ``zstd`` without ``backports.zstd``. aiohttp refuses such an answer with
+    its head, before its status is known, so ``status_code`` is 0.
+    """
+
+
+class InsecureBaseURLWarning(UserWarning):
+    """``base_url`` is plain ``http://`` to a host that is not loopback: the key travels in clear.
+
+    Issued once, when the client is built. Silence it deliberately with
+    ``warnings.filterwarnings("ignore", category=dnx.InsecureBaseURLWarning)``.
+    """
 
 
 _STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {

@@ -15,11 +15,19 @@ from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import aiohttp
+from aiohttp.http_exceptions import ContentEncodingError
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._constants import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT
-from ._errors import APIConnectionError, APITimeoutError, DialNexaError, ResponseTooLargeError
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    DialNexaError,
+    ResponseTooLargeError,
+    UnsupportedEncodingError,
+)
+from ._redact import detach
 
 __all__ = ["AiohttpTransport", "RawResponse", "StaleConnection"]
 
@@ -32,6 +40,15 @@ asyncio's selector transport allocates a fresh buffer of its ``max_size`` (256 K
 read. That is above glibc's default mmap threshold, so each read of a one-page answer can
 cost an mmap, page faults and an munmap: 15-30 us per request measured here, a quarter of the
 client's CPU at full speed. 64 KiB (aiohttp's own read buffer size) stays on the heap.
+"""
+
+ACCEPT_ENCODING = str(
+    aiohttp.ClientRequest.DEFAULT_HEADERS.get(aiohttp.hdrs.ACCEPT_ENCODING) or "gzip, deflate"
+)
+"""The encodings this aiohttp can decode here, as aiohttp itself would ask for them.
+
+``br`` only with Brotli installed, ``zstd`` only with a zstd decoder; sent on every request,
+so a caller's session defaults cannot ask for an encoding the client cannot read.
 """
 
 
@@ -47,8 +64,9 @@ class AiohttpTransport:
     """Sends GET requests over one aiohttp session.
 
     Args:
-        session: a session the caller owns; used as is and never closed. ``None`` to have the
-            transport create its own, lazily, inside the running loop.
+        session: a session the caller owns; used as is and never closed, and refused if made
+            with ``auth=``. ``None`` to have the transport create its own, lazily, inside the
+            running loop.
         headers: the headers every request carries.
         max_connections: the connector's limit for a session the transport creates.
         ssl: ``None`` for default verification, an ``SSLContext`` to customise it, ``False``
@@ -67,12 +85,18 @@ class AiohttpTransport:
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        if session is not None and session.auth is not None:
+            # aiohttp would refuse every request (a raw ValueError) rather than pick one.
+            raise ValueError(
+                "the session was made with auth=, which would replace the API key; "
+                "pass a session without it"
+            )
         self._session = session
         self._owns_session = session is None
-        self._headers = dict(headers)
+        self._headers = {**headers, "Accept-Encoding": ACCEPT_ENCODING}
         # A session of our own carries the headers as its defaults, which aiohttp copies
         # per request at a tenth of the cost of merging per-request headers into them.
-        self._request_headers: Mapping[str, str] | None = None if session is None else headers
+        self._request_headers = None if session is None else self._headers
         self._max_connections = max_connections
         self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
         # aiohttp's total timeout runs from sending to the last body byte (the response
@@ -118,14 +142,18 @@ class AiohttpTransport:
         # The connector marks this request if it gets a pooled connection.
         pooled = _task_marker()
         response: aiohttp.ClientResponse | None = None
-        failure: APIConnectionError
+        failure: DialNexaError
         try:
+            # What a caller's session may default otherwise, pinned so that how an answer is
+            # classified is the client's alone.
             response = await session.get(
                 URL(url, encoded=True),
                 headers=self._request_headers,
                 allow_redirects=False,
                 ssl=self._ssl,
                 timeout=self._client_timeout,
+                raise_for_status=False,
+                auto_decompress=True,
             )
             async with response:
                 content = response.content
@@ -153,8 +181,15 @@ class AiohttpTransport:
         except asyncio.TimeoutError:
             failure = APITimeoutError(f"request took longer than {self._timeout:g}s")
         except aiohttp.ClientResponseError as exc:
-            failure = APIConnectionError(f"invalid HTTP answer: {exc.message}")
+            if _cannot_decode(exc):
+                failure = UnsupportedEncodingError(
+                    f"the answer's Content-Encoding cannot be decoded here: {exc.message}",
+                    status_code=0,
+                )
+            else:
+                failure = APIConnectionError(f"invalid HTTP answer: {exc.message}")
         except (aiohttp.ClientError, OSError) as exc:
+            detach(exc)  # its frames hold the request headers; it is chained for its text
             if (
                 pooled.reused
                 and response is None
@@ -173,6 +208,21 @@ class AiohttpTransport:
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+
+def _cannot_decode(error: aiohttp.ClientResponseError) -> bool:
+    """Whether aiohttp refused an answer's head for a Content-Encoding it cannot decode here.
+
+    aiohttp raises ``ContentEncodingError`` with the head only for that (a corrupt body fails
+    later, while it is read); the ``ClientResponseError`` is raised from it, directly or
+    through a copy.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ContentEncodingError):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class StaleConnection(APIConnectionError):

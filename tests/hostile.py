@@ -449,8 +449,15 @@ class Guard:
         raise AssertionError(f"expected {kind.__name__}, nothing was raised")
 
     def check_error(self, error: BaseException) -> None:
-        """The error, its traceback and its causes never show the key; attempts stay bounded."""
+        """The error, its traceback, its causes and their frames' locals never show the key;
+        attempts stay bounded."""
         shown = [str(error), repr(error), "".join(traceback.format_exception(error))]
+        # As pytest --showlocals or rich's show_locals would print it: every frame's locals.
+        shown.append(
+            "".join(
+                traceback.TracebackException.from_exception(error, capture_locals=True).format()
+            )
+        )
         for text in shown:
             assert SECRET not in text, f"the API key leaked through {type(error).__name__}"
         attempts = getattr(error, "attempts", 0)

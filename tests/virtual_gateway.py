@@ -220,7 +220,7 @@ def run_row(
         )
         client = dnx.AsyncDialNexa(
             api_key="sk_test",
-            base_url="http://gateway.invalid/v1",
+            base_url="https://gateway.invalid/v1",
             max_concurrency=concurrency,
             max_retries=max_retries,
             clock=LoopClock(),

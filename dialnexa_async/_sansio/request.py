@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import platform
 import re
 import sys
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from .._errors import InvalidLeadIdError
 from .._version import __version__
@@ -60,11 +61,79 @@ def lead_url(base_url: str, lead_id: str) -> str:
 
 
 def normalize_base_url(base_url: str) -> str:
-    """Strip the trailing slashes so paths can be appended with one ``/``."""
+    """Strip the trailing slashes so paths can be appended with one ``/``.
+
+    Raises:
+        ValueError: not ``http(s)://``, or credentials (``user:password@``) in it; the message
+            never quotes them.
+    """
     stripped = base_url.rstrip("/")
     if not stripped.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https://, got {stripped!r}")
+        shown = _USERINFO.sub(r"\1***@", stripped)
+        raise ValueError(f"base_url must start with http:// or https://, got {shown!r}")
+    if "@" in urlsplit(stripped).netloc:
+        raise ValueError(
+            "base_url must not carry credentials (user:password@host): the API key is the "
+            "only credential the API takes, and aiohttp would send these in its place"
+        )
     return stripped
+
+
+_USERINFO = re.compile(r"^([^/?#@]*//)?[^/?#]*@")
+"""Whatever stands before an ``@`` in a URL's authority: credentials, never to be shown."""
+
+
+def sends_in_clear(base_url: str) -> bool:
+    """Whether requests to ``base_url`` cross a network unencrypted, key included.
+
+    True for ``http://`` to any host but a loopback one (``localhost``, ``127.0.0.0/8``,
+    ``::1``), which never leaves the machine. No name is resolved.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    mapped = getattr(address, "ipv4_mapped", None)
+    return not (address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def api_key_problem(key: str, name: str = "the API key") -> str | None:
+    """Why ``key`` cannot be sent as a bearer token unchanged, or ``None`` when it can.
+
+    What is refused is what a header cannot carry or would carry altered: aiohttp refuses
+    control characters on every request, re-encodes other non-ASCII characters as UTF-8 and
+    drops a lone surrogate, and a space or a padding newline is never part of a key. The
+    answer never quotes the key: it names the fault, the offending character's code point (no
+    real key holds one) and its index.
+
+    Args:
+        key: the key, a non-empty ``str``.
+        name: how the message names the key (say, where it came from).
+    """
+    if key.isascii() and key.isprintable() and " " not in key:
+        return None
+    if key != key.strip():
+        return f"{name} starts or ends with whitespace (a stray newline or space?): strip it"
+    for index, char in enumerate(key):
+        if "!" <= char <= "~":
+            continue
+        code = f"U+{ord(char):04X}"
+        if char == " ":
+            fault, why = "a space", "a bearer token cannot contain one"
+        elif char < " " or char == "\x7f":
+            fault, why = f"a control character ({code})", "an HTTP header cannot carry it"
+        elif "\ud800" <= char <= "\udfff":
+            fault, why = f"a lone surrogate ({code})", "it cannot be encoded at all"
+        else:
+            fault, why = f"a non-ASCII character ({code})", "keys are ASCII (pasted text?)"
+        return f"{name} holds {fault} at index {index}: {why}"
+    raise AssertionError("unreachable: a key failing the fast check holds such a character")
 
 
 def user_agent(aiohttp_version: str) -> str:
