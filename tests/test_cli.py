@@ -329,7 +329,8 @@ async def test_fetch_writes_jsonl_and_an_errors_file(
     assert "fetched 4 of 4 ids" in err
     assert "  ok             3\n  NotFoundError  1\n" in err
     assert "requests 4: 0 retries, 0 rate-limited (429)" in err
-    assert "1 ids failed; pass --retry-errors to fetch them again" in err
+    # A 404 is the same on every try: no suggestion to retry it.
+    assert "--retry-errors" not in err
 
 
 async def test_fetch_writes_csv_with_json_cells(sim: Simulator, cli: Cli, tmp_path: Path) -> None:
@@ -403,6 +404,40 @@ async def test_rerun_skips_settled_ids_and_retry_errors_fetches_failures(
     assert read_jsonl(errs) == []
     assert sorted(lead["id"] for lead in read_jsonl(out)) == sorted(f"lead_{i}" for i in range(10))
     assert "skipped 7 ids settled by an earlier run (7 in the output, 0 in the errors file)" in err
+
+
+async def test_retry_errors_is_suggested_only_for_failures_a_retry_may_mend(
+    sim: Simulator, cli: Cli, tmp_path: Path
+) -> None:
+    """503s (this run's or recorded by an earlier one) earn the hint; 404s alone never do."""
+    out, errs = tmp_path / "o.jsonl", tmp_path / "e.jsonl"
+
+    async def fetch(ids: list[str], *extra: str) -> str:
+        path = write_ids(tmp_path / "ids.txt", ids)
+        flags = ("--output", str(out), "--errors", str(errs), "--max-retries", "0", *extra)
+        code, _, err = await cli("fetch", "--input", path, *flags)
+        assert code == 1
+        return err
+
+    sim.config.error_rate, sim.config.error_statuses = 1.0, (503,)
+    err = await fetch(["lead_0", "lead_1"])
+    assert "  InternalServerError  2\n" in err
+    assert "2 ids failed; pass --retry-errors to fetch them again" in err
+
+    sim.config.error_rate = 0.0
+    # Two recorded 503s skipped, one new 404: only the 503s may pass on another try.
+    err = await fetch(["lead_0", "lead_1", "missing_a"])
+    assert "3 ids failed, 2 of them in a way another try may mend; pass --retry-errors" in err
+
+    err = await fetch(["lead_0", "lead_1", "missing_a"], "--retry-errors")
+    assert "  ok             2\n  NotFoundError  1\n" in err
+    assert "pass --retry-errors" not in err
+
+    # A recorded 404 skipped and a new one: nothing a retry would change.
+    err = await fetch(["missing_a", "missing_b"])
+    assert "skipped 1 ids settled by an earlier run (0 in the output, 1 in the errors file)" in err
+    assert "pass --retry-errors" not in err
+    assert sorted(record["status"] for record in read_jsonl(errs)) == [404, 404]
 
 
 async def test_refused_key_stops_the_run_and_records_nothing(
