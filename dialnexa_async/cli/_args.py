@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import dialnexa_async as dnx
 from dialnexa_async.testing import build_parser as build_simulator_parser
 
-__all__ = ["DEFAULT_DEMO_COUNT", "PROG", "build_parser", "parse_args"]
+__all__ = ["DEFAULT_DEMO_COUNT", "PROG", "parse_args"]
 
 PROG = "dialnexa-async"
 
@@ -86,11 +86,6 @@ def _output_flags(parser: argparse.ArgumentParser, *, output_help: str) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="show no progress bar or progress lines"
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Build the parser of every subcommand."""
-    return _build_parsers()[0]
 
 
 def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -184,9 +179,9 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
 def _simulate_parser() -> argparse.ArgumentParser:
     """The ``simulate`` command's parser: the simulator's own, under this program's name.
 
-    Not a copy through ``parents=``: before Python 3.13 argparse copies a mutually exclusive
-    group out of its argument group, so ``--api-key``/``--any-key`` and the two Retry-After
-    flags showed under "options" instead of under their own headings.
+    Not a copy through ``parents=``: argparse (3.10 to 3.13.0 at least) copies a mutually
+    exclusive group out of its argument group, so ``--api-key``/``--any-key`` and the two
+    Retry-After flags showed under "options" instead of under their own headings.
     """
     parser = build_simulator_parser(prog=f"{PROG} simulate")
     parser.description = (
