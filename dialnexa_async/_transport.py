@@ -8,6 +8,7 @@ decompressing-bomb answer fails without being buffered.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ssl as ssl_module
 import weakref
 from collections.abc import Mapping
@@ -124,11 +125,7 @@ class AiohttpTransport:
                 raise_for_status=False,
                 requote_redirect_url=False,
             )
-            # aiohttp silently re-sends an idempotent request once when a reused connection
-            # turns out closed; that hides attempts from the retry policy, whose count and
-            # backoff must govern every request the server sees.
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
+            _fence_aiohttp_internals(session)
             self._session = session
         return session
 
@@ -285,6 +282,47 @@ class _PoolAwareConnector(aiohttp.TCPConnector):
         if transport is not None and hasattr(transport, "max_size"):
             transport.max_size = RECV_SIZE
         return protocol
+
+
+AIOHTTP_HOOKS = {
+    "TCPConnector._get": ("key", "traces"),
+    "TCPConnector._create_connection": ("req", "traces", "timeout"),
+}
+"""The private aiohttp methods ``_PoolAwareConnector`` overrides, with the parameters it takes."""
+
+
+def _fence_aiohttp_internals(session: aiohttp.ClientSession) -> None:
+    """Check every private aiohttp hook this module relies on, then turn off the hidden resend.
+
+    aiohttp silently re-sends an idempotent request once when a reused connection turns out
+    closed; that hides attempts from the retry policy, whose count and backoff must govern
+    every request the server sees. The connector overrides find stale connections and shrink
+    the read buffer. An aiohttp that renamed or reshaped any of these would degrade silently
+    (extra hidden requests, no stale-connection resend), so it fails here, loudly, before the
+    session of a new client sends anything; the session is detached, leaving nothing open.
+
+    Args:
+        session: the session the transport just created, with a ``_PoolAwareConnector``.
+
+    Raises:
+        DialNexaError: naming each hook this aiohttp no longer has in the expected shape.
+    """
+    problems: list[str] = []
+    for hook, params in AIOHTTP_HOOKS.items():
+        method = getattr(aiohttp.TCPConnector, hook.partition(".")[2], None)
+        if method is None or not inspect.iscoroutinefunction(method):
+            problems.append(f"{hook} is missing or no longer a coroutine function")
+        elif (takes := tuple(inspect.signature(method).parameters)[1:]) != params:
+            problems.append(f"{hook} takes {takes}, not {params}")
+    if not isinstance(getattr(session, "_retry_connection", None), bool):
+        problems.append("ClientSession._retry_connection is missing")
+    if problems:
+        session.detach()
+        raise DialNexaError(
+            f"aiohttp {aiohttp.__version__} changed private hooks dialnexa-async relies on: "
+            f"{'; '.join(problems)}. Install an aiohttp version dialnexa-async supports"
+        )
+    session._retry_connection = False
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:

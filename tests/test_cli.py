@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ import pytest
 
 import dialnexa_async as dnx
 from dialnexa_async.cli import main, run
+from dialnexa_async.cli._args import parse_args
 from dialnexa_async.cli._ids import parse_ids
 from dialnexa_async.cli._output import CSV_COLUMNS, CsvFormat, ResultWriter
 from dialnexa_async.cli._progress import BarReporter, LineReporter
@@ -182,6 +184,106 @@ def test_bad_flags_exit_2_from_main(
     assert KEY not in out + err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["simulate", "--port", "99999"], "argument --port: must be a port number within 0..65535"),
+        (["simulate", "--port=-1"], "argument --port: must be a port number within 0..65535"),
+        (["simulate", "--rate-window", "-1"], "argument --rate-window: must be a positive number"),
+        (["simulate", "--rate-window", "nan"], "argument --rate-window: must be a positive number"),
+        (["simulate", "--latency", "inf"], "argument --latency: must be a finite number >= 0"),
+        (["simulate", "--slow-body-delay", "nan"], "argument --slow-body-delay: must be a finite"),
+        (["simulate", "--error-statuses", "503,999"], "expected HTTP statuses within 100..599"),
+    ],
+)
+def test_out_of_range_simulator_numbers_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A port past 65535 or a NaN duration is the simulate usage and one error, exit 2."""
+    # parse_args, not main: were the flag accepted, main would serve until a signal.
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("usage: dialnexa-async simulate ")
+    assert err.splitlines()[-1].startswith("dialnexa-async simulate: error: ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_simulate_takes_the_edge_ports() -> None:
+    """0 (any free port) and 65535 are ports; the simulator's own flags all parse."""
+    assert parse_args(["simulate", "--port", "0"]).port == 0
+    ns = parse_args(["simulate", "--port", "65535", "--any-key", "--no-retry-after"])
+    assert (ns.command, ns.port, ns.any_key, ns.retry_after) == ("simulate", 65535, True, False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "unknown"),
+    [
+        (["get", "lead_1", "--bogus"], "--bogus"),
+        (["fetch", "--input", "ids.txt", "--bogus", "1"], "--bogus 1"),
+        (["demo", "--bogus"], "--bogus"),
+        (["simulate", "--bogus"], "--bogus"),
+        # No abbreviations: --rate is neither --rate-limit nor --rate-window.
+        (["simulate", "--rate", "5"], "--rate 5"),
+    ],
+)
+def test_unknown_flag_prints_the_subcommands_usage(
+    argv: list[str], unknown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown flag after a subcommand shows that subcommand's usage, which lists its flags."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"usage: dialnexa-async {argv[0]} [-h] ")
+    assert err.splitlines()[-1] == (
+        f"dialnexa-async {argv[0]}: error: unrecognized arguments: {unknown}"
+    )
+
+
+_FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+
+
+def help_sections(text: str) -> tuple[set[str], dict[str, list[str]]]:
+    """The flags named in a --help text's usage, and the flags listed under each heading."""
+    usage, _, body = text.partition("\n\n")
+    sections: dict[str, list[str]] = {}
+    heading = None
+    for line in body.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            heading = line[:-1]
+            sections[heading] = []
+        elif heading is not None and line.startswith("  -"):
+            # The flags end where two spaces start the help text.
+            sections[heading] += _FLAG.findall(line.strip().split("  ")[0])
+    return set(_FLAG.findall(usage)), sections
+
+
+CONNECTION = ["--base-url", "--api-key-file", "--max-retries", "--timeout"]
+
+
+@pytest.mark.parametrize("command", ["get", "fetch", "simulate", "demo"])
+def test_help_lists_every_flag_once_under_its_heading(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every flag of the usage is listed once, and grouped flags are under their group."""
+    assert main([command, "--help"]) == 0
+    usage_flags, sections = help_sections(capsys.readouterr().out)
+    listed = [flag for flags in sections.values() for flag in flags]
+    assert sorted(listed) == sorted(set(listed)), "a flag is listed twice"
+    # The usage names each flag by its first spelling: -h for -h/--help.
+    assert set(listed) - {"--help"} == usage_flags
+    if command in ("get", "fetch"):
+        assert sections["connection"] == CONNECTION
+    if command == "simulate":
+        # Mutually exclusive pairs too: each stays in the group it was declared in.
+        assert sections["options"] == ["-h", "--help"]
+        assert sections["authentication"] == ["--api-key", "--any-key", "--forbidden-key"]
+        assert {"--no-retry-after", "--retry-after-probability"} <= set(sections["rate limiting"])
+        assert set(sections) >= {"network", "data", "fault injection"}
+
+
 # --- fetch -------------------------------------------------------------------------------
 
 FETCH_INPUT = [
@@ -227,7 +329,8 @@ async def test_fetch_writes_jsonl_and_an_errors_file(
     assert "fetched 4 of 4 ids" in err
     assert "  ok             3\n  NotFoundError  1\n" in err
     assert "requests 4: 0 retries, 0 rate-limited (429)" in err
-    assert "1 ids failed; pass --retry-errors to fetch them again" in err
+    # A 404 is the same on every try: no suggestion to retry it.
+    assert "--retry-errors" not in err
 
 
 async def test_fetch_writes_csv_with_json_cells(sim: Simulator, cli: Cli, tmp_path: Path) -> None:
@@ -301,6 +404,40 @@ async def test_rerun_skips_settled_ids_and_retry_errors_fetches_failures(
     assert read_jsonl(errs) == []
     assert sorted(lead["id"] for lead in read_jsonl(out)) == sorted(f"lead_{i}" for i in range(10))
     assert "skipped 7 ids settled by an earlier run (7 in the output, 0 in the errors file)" in err
+
+
+async def test_retry_errors_is_suggested_only_for_failures_a_retry_may_mend(
+    sim: Simulator, cli: Cli, tmp_path: Path
+) -> None:
+    """503s (this run's or recorded by an earlier one) earn the hint; 404s alone never do."""
+    out, errs = tmp_path / "o.jsonl", tmp_path / "e.jsonl"
+
+    async def fetch(ids: list[str], *extra: str) -> str:
+        path = write_ids(tmp_path / "ids.txt", ids)
+        flags = ("--output", str(out), "--errors", str(errs), "--max-retries", "0", *extra)
+        code, _, err = await cli("fetch", "--input", path, *flags)
+        assert code == 1
+        return err
+
+    sim.config.error_rate, sim.config.error_statuses = 1.0, (503,)
+    err = await fetch(["lead_0", "lead_1"])
+    assert "  InternalServerError  2\n" in err
+    assert "2 ids failed; pass --retry-errors to fetch them again" in err
+
+    sim.config.error_rate = 0.0
+    # Two recorded 503s skipped, one new 404: only the 503s may pass on another try.
+    err = await fetch(["lead_0", "lead_1", "missing_a"])
+    assert "3 ids failed, 2 of them in a way another try may mend; pass --retry-errors" in err
+
+    err = await fetch(["lead_0", "lead_1", "missing_a"], "--retry-errors")
+    assert "  ok             2\n  NotFoundError  1\n" in err
+    assert "pass --retry-errors" not in err
+
+    # A recorded 404 skipped and a new one: nothing a retry would change.
+    err = await fetch(["missing_a", "missing_b"])
+    assert "skipped 1 ids settled by an earlier run (0 in the output, 1 in the errors file)" in err
+    assert "pass --retry-errors" not in err
+    assert sorted(record["status"] for record in read_jsonl(errs)) == [404, 404]
 
 
 async def test_refused_key_stops_the_run_and_records_nothing(

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def _python_blocks() -> dict[str, str]:
@@ -62,3 +63,13 @@ def test_every_python_block_compiles() -> None:
     assert len(BLOCKS) >= 4
     for name, code in BLOCKS.items():
         compile(code, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+@pytest.mark.parametrize(
+    ("heading", "example"),
+    [("Using it in a service", "service.py"), ("Using it in a worker", "worker.py")],
+)
+def test_service_and_worker_sections_are_the_example_files(heading: str, example: str) -> None:
+    """The README shows examples/*.py byte for byte, so the programs tests/test_examples.py
+    runs are the ones users read."""
+    assert BLOCKS[f"{heading}#0"] == (ROOT / "examples" / example).read_text(encoding="utf-8")

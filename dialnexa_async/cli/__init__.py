@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from ._args import PROG, build_parser
+from ._args import PROG, parse_args
 from ._commands import fetch_command, get_command, simulate_command
 from ._demo import demo_command
 from ._exit import EXIT_FAILED, EXIT_USAGE, UsageError, exit_status_for_signal
@@ -43,7 +43,7 @@ async def run(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name; default ``sys.argv[1:]``.
     """
     try:
-        ns = build_parser().parse_args(argv)
+        ns = parse_args(argv)
     except SystemExit as exc:
         # argparse has printed the usage and the error (or the help) already.
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE

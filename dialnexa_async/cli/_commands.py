@@ -118,10 +118,13 @@ def _open_output(
 
 def _open_errors(
     path: str | None, retry: bool, wanted: set[str], stack: contextlib.ExitStack
-) -> tuple[RecordFile | None, set[str]]:
-    """The errors file, and the failed ids to skip; ``retry`` first removes those of ``wanted``."""
+) -> tuple[RecordFile | None, set[str], frozenset[str]]:
+    """The errors file, the failed ids to skip, and those of them a retry would fail again.
+
+    ``retry`` first removes the failed ids of ``wanted`` from the file.
+    """
     if path is None:
-        return None, set()
+        return None, set(), frozenset()
     errors = RecordFile(path, "errors file")
     stack.callback(errors.close)
     existing = _scan(errors, None)
@@ -136,7 +139,7 @@ def _open_errors(
             stack.callback(errors.close)
             _err(f"retrying {len(again)} ids that failed before")
         failed -= again
-    return errors, failed
+    return errors, failed, existing.lasting & failed
 
 
 async def fetch_command(ns: argparse.Namespace) -> int:
@@ -169,10 +172,14 @@ async def fetch_command(ns: argparse.Namespace) -> int:
         await stack.enter_async_context(client)
         files = stack.enter_context(contextlib.ExitStack())
         leads, done_ok = _open_output(ns.output, lead_format, files)
-        errors, done_failed = _open_errors(ns.errors, ns.retry_errors, wanted, files)
+        errors, done_failed, lasting = _open_errors(ns.errors, ns.retry_errors, wanted, files)
         pending = [i for i in inputs.ids if i not in done_ok and i not in done_failed]
         skipped_ok = len(wanted & done_ok)
-        skipped = Skipped(ok=skipped_ok, failed=len(inputs.ids) - len(pending) - skipped_ok)
+        skipped = Skipped(
+            ok=skipped_ok,
+            failed=len(inputs.ids) - len(pending) - skipped_ok,
+            lasting=len(wanted & (lasting - done_ok)),
+        )
         if inputs.duplicates:
             _err(f"note: {inputs.duplicates} repeated ids in the input are fetched once")
         if not pending:
@@ -209,8 +216,16 @@ async def fetch_command(ns: argparse.Namespace) -> int:
     if outcome.stopped_by is not None:
         return exit_status_for_signal(outcome.stopped_by)
     failed = sum(tally.failed.values()) + skipped.failed
-    if failed and outcome.refused is None and errors is not None:
-        _err(f"{failed} ids failed; pass --retry-errors to fetch them again")
+    # Suggested only when another try could change something: a rerun gets a 404 again.
+    mendable = failed - tally.lasting - skipped.lasting
+    if mendable and outcome.refused is None and errors is not None:
+        if mendable == failed:
+            _err(f"{failed} ids failed; pass --retry-errors to fetch them again")
+        else:
+            _err(
+                f"{failed} ids failed, {mendable} of them in a way another try may mend; "
+                "pass --retry-errors to fetch the failed ids again"
+            )
     return EXIT_FAILED if failed or outcome.refused is not None else EXIT_OK
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "StreamSink",
     "error_record",
     "format_for",
+    "lasting_failure",
     "short_error",
     "stdout_sink",
 ]
@@ -175,6 +176,19 @@ def error_record(lead_id: str, error: dnx.DialNexaError) -> dict[str, Any]:
         "message": error.message,
         "request_id": request_id,
     }
+
+
+def lasting_failure(status: object) -> bool:
+    """Whether a failure is the server's lasting answer about the id, which a retry gets again.
+
+    That is a 4xx answer other than 408 and 429 (a 404 above all). A failure without a status
+    (a connection fault, a timeout, a body that was not a lead) or with a 408, 429 or 5xx may
+    pass on another try.
+
+    Args:
+        status: the ``status`` of an errors-file record (``None`` when no HTTP answer).
+    """
+    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
 
 
 class RecordSink(Protocol):

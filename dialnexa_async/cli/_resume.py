@@ -20,7 +20,7 @@ from typing import BinaryIO
 import attrs
 
 from ._exit import UsageError
-from ._output import CSV_COLUMNS, RecordFile
+from ._output import CSV_COLUMNS, RecordFile, lasting_failure
 
 __all__ = ["Existing", "drop_ids", "scan_csv", "scan_jsonl"]
 
@@ -35,12 +35,14 @@ class Existing:
             incomplete tail of an interrupted write.
         size: the file's length when scanned.
         has_header: whether a CSV file already starts with its header.
+        lasting: ids of an errors file whose failure a retry would get again (a 404).
     """
 
     ids: list[str]
     valid_end: int
     size: int
     has_header: bool = False
+    lasting: frozenset[str] = frozenset()
 
     @property
     def torn_bytes(self) -> int:
@@ -67,11 +69,12 @@ def scan_jsonl(file: BinaryIO, path: str, what: str) -> Existing:
         UsageError: a complete line is not a JSON object with a string ``id``.
     """
     ids: list[str] = []
+    lasting: set[str] = set()
     offset = 0
     for number, raw in enumerate(file, start=1):
         if not raw.endswith(b"\n"):
             # Only the last line can lack its newline: the torn tail.
-            return Existing(ids, offset, offset + len(raw))
+            return Existing(ids, offset, offset + len(raw), lasting=frozenset(lasting))
         try:
             record = json.loads(raw)
         except ValueError:
@@ -80,8 +83,11 @@ def scan_jsonl(file: BinaryIO, path: str, what: str) -> Existing:
         if not isinstance(lead_id, str):
             raise _corrupt(path, what, number, 'is not a JSON object with a string "id"')
         ids.append(lead_id)
+        # Only an errors record has "error"; a lead's "status" is a word, never a number.
+        if "error" in record and lasting_failure(record.get("status")):
+            lasting.add(lead_id)
         offset += len(raw)
-    return Existing(ids, offset, offset)
+    return Existing(ids, offset, offset, lasting=frozenset(lasting))
 
 
 class _Lines:

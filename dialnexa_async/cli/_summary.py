@@ -9,6 +9,8 @@ import attrs
 
 import dialnexa_async as dnx
 
+from ._output import lasting_failure
+
 __all__ = ["Skipped", "Tally", "render_summary"]
 
 
@@ -19,17 +21,22 @@ class Tally:
     Args:
         ok: leads fetched.
         failed: failed ids by error type name, e.g. ``{"NotFoundError": 3}``.
+        lasting: of the failed ids, those a retry would fail again (see ``lasting_failure``).
     """
 
     ok: int = 0
     failed: Counter[str] = attrs.field(factory=Counter)
+    lasting: int = 0
 
     def add(self, result: dnx.LeadResult) -> None:
         """Count one result."""
-        if result.error is None:
+        error = result.error
+        if error is None:
             self.ok += 1
-        else:
-            self.failed[type(result.error).__name__] += 1
+            return
+        self.failed[type(error).__name__] += 1
+        if isinstance(error, dnx.APIStatusError) and lasting_failure(error.status_code):
+            self.lasting += 1
 
     @property
     def done(self) -> int:
@@ -44,10 +51,12 @@ class Skipped:
     Args:
         ok: ids already in the output.
         failed: ids already in the errors file (retried only with ``--retry-errors``).
+        lasting: of those, the ids a retry would fail again (see ``lasting_failure``).
     """
 
     ok: int = 0
     failed: int = 0
+    lasting: int = 0
 
 
 def render_summary(

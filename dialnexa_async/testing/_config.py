@@ -207,8 +207,15 @@ def _rate(text: str) -> float:
 
 def _non_negative(text: str) -> float:
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number within 0..65535, got {text}")
     return value
 
 
@@ -246,6 +253,8 @@ def _statuses(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated statuses, got {text}") from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one status")
+    if any(not 100 <= value <= 599 for value in values):
+        raise argparse.ArgumentTypeError(f"expected HTTP statuses within 100..599, got {text}")
     return values
 
 
@@ -264,7 +273,7 @@ def build_parser(*, prog: str | None = None, add_help: bool = True) -> argparse.
     net = parser.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     net.add_argument(
-        "--port", type=int, default=8080, help="port to bind, 0 for any (default 8080)"
+        "--port", type=_port, default=8080, help="port to bind, 0 for any (default 8080)"
     )
 
     auth = parser.add_argument_group("authentication")
@@ -309,7 +318,9 @@ def build_parser(*, prog: str | None = None, add_help: bool = True) -> argparse.
         default=None,
         help="requests per window (for --limiter concurrency: most in flight)",
     )
-    limits.add_argument("--rate-window", type=float, default=1.0, help="window length in seconds")
+    limits.add_argument(
+        "--rate-window", type=_positive, default=1.0, help="window length in seconds"
+    )
     limits.add_argument(
         "--limiter",
         choices=LIMITER_KINDS,
