@@ -398,8 +398,8 @@ async def test_a_429_with_any_hint_disengages_the_window(hint: Answer, paced: bo
     assert (control.send_rate_cap is not None) is paced
 
 
-# --- the rest's probe ---------------------------------------------------------------------------
 # --- the rest's probe ----------------------------------------------------------------------------
+
 
 def test_a_rest_is_probed_once_halfway_and_a_retry_never_probes_it() -> None:
     """Once the budget is sent, one fresh request may go halfway through the rest; a retry
