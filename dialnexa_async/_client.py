@@ -13,6 +13,7 @@ from . import _constants as C
 from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results
 from ._clock import Clock, SystemClock
 from ._errors import APIStatusError, DialNexaError, RateLimitError
+from ._lifecycle import OTHER_LOOP, Lifecycle, closed_error
 from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
 from ._retry import RetryPolicy
@@ -28,6 +29,9 @@ class AsyncDialNexa:
     """An async client of the DialNexa API that owns one aiohttp connection pool.
 
     Use it as ``async with AsyncDialNexa() as client: ...``, or call ``await client.close()``.
+    A client belongs to the event loop it first runs on: create one per loop (inside the
+    coroutine given to ``asyncio.run``, or a framework's startup hook) and close it there.
+    Under another loop every call raises ``DialNexaError``; the client does not rebind.
 
     Args:
         api_key: the API key; default: the ``DIALNEXA_API_KEY`` environment variable.
@@ -89,7 +93,9 @@ class AsyncDialNexa:
         )
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency
-        self._clock: Clock = clock or SystemClock()
+        self._lifecycle = Lifecycle(clock or SystemClock())
+        # Every wait goes through the lifecycle's clock, so closing the client ends it.
+        self._clock: Clock = self._lifecycle.clock
         self._rate = ClientRateControl(
             self._clock,
             rate_limit=rate_limit,
@@ -112,14 +118,13 @@ class AsyncDialNexa:
         # At or below the connector limit, so no request waits for a pooled connection inside
         # its deadline (aiohttp counts that wait against the timeout).
         self._slots = self._rate.concurrency
-        self._closed = False
         self.stats = ClientStats(self._rate)
         """Cumulative counters of this client's traffic."""
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(base_url={self._base_url!r}, "
-            f"max_concurrency={self._max_concurrency}, closed={self._closed})"
+            f"max_concurrency={self._max_concurrency}, closed={self.closed})"
         )
 
     @property
@@ -135,7 +140,7 @@ class AsyncDialNexa:
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
-        return self._closed
+        return self._lifecycle.closed
 
     async def __aenter__(self) -> AsyncDialNexa:
         self._ensure_open()
@@ -150,13 +155,30 @@ class AsyncDialNexa:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection pool the client created; harmless to call twice."""
-        self._closed = True
+        """Close the connection pool the client created; harmless to call twice.
+
+        A closed client stays closed: calls in flight end with ``DialNexaError("the client
+        is closed")`` (a value in bulk calls), including those waiting to retry, and nothing
+        reopens the pool. Close the client on the event loop it ran on; once that loop is
+        closed, its connections can no longer be closed cleanly.
+
+        Raises:
+            DialNexaError: called on another loop while the client's own loop still runs.
+        """
+        lifecycle = self._lifecycle
+        if lifecycle.foreign():
+            if not lifecycle.loop_is_closed():
+                raise DialNexaError(OTHER_LOOP)
+            lifecycle.close()
+            # Its loop is gone: aiohttp can only drop the pool, not shut its sockets down.
+            with contextlib.suppress(RuntimeError):
+                await self._transport.close()
+            return
+        lifecycle.close()
         await self._transport.close()
 
     def _ensure_open(self) -> None:
-        if self._closed:
-            raise DialNexaError("the client is closed")
+        self._lifecycle.check()
 
     async def get_lead(self, lead_id: str) -> Lead:
         """Fetch one campaign lead.
@@ -190,6 +212,9 @@ class AsyncDialNexa:
             concurrency: requests this call keeps in flight at most; capped by, and by
                 default equal to, the client's ``max_concurrency``.
             progress: called with a ``BulkProgress`` about ten times a second and at the end.
+
+        Raises:
+            DialNexaError: the client is closed, or belongs to another event loop.
         """
         self._ensure_open()
         if isinstance(lead_ids, AsyncIterable):
@@ -231,6 +256,10 @@ class AsyncDialNexa:
             concurrency: requests this call keeps in flight at most; capped by, and by
                 default equal to, the client's ``max_concurrency``.
             progress: called with a ``BulkProgress`` about ten times a second and at the end.
+
+        Raises:
+            DialNexaError: on the first iteration, when the client is closed or belongs to
+                another event loop.
         """
         self._ensure_open()
         async with contextlib.aclosing(
@@ -276,13 +305,18 @@ class AsyncDialNexa:
         stats = self.stats
         rate = self._rate
         slots = self._slots
+        lifecycle = self._lifecycle
         try:
             # Send. Synchronous fast paths first: an unthrottled request costs no coroutine.
             if not slots.try_acquire():
                 await slots.acquire()
+            sent = number - 1  # attempts of this call that went out before this one
             try:
-                ticket = rate.try_acquire() or await self._acquire(number - 1)
+                if lifecycle.closed:
+                    raise closed_error()
+                ticket = rate.try_acquire() or await self._acquire(sent)
                 stats.requests += 1
+                sent = number
                 while True:
                     try:
                         raw = await self._transport.get(url)
@@ -295,8 +329,11 @@ class AsyncDialNexa:
             except RateLimitError:
                 raise  # only rate control raises it here, and _acquire has settled it
             except DialNexaError as error:
+                if lifecycle.closed:
+                    # The pool was closed under this request: the closed client's error.
+                    raise closed_error(sent) from None
                 stats.record_failure(error)
-                error.attempts = number
+                error.attempts = sent
                 raise
             finally:
                 slots.release()
@@ -342,12 +379,22 @@ class AsyncDialNexa:
     async def _retry(self, url: str, first: DialNexaError) -> Lead:
         """Carry on after a failed first attempt, under the retry policy."""
         retrying = self._policy.new_retrying(self._clock.sleep, self.stats.on_retry)
-        async for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                if number == 1:
-                    raise first
-                return await self._attempt(url, number)
+        last = first
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    if number == 1:
+                        raise first
+                    try:
+                        return await self._attempt(url, number)
+                    except DialNexaError as error:
+                        last = error
+                        raise
+        except DialNexaError as error:
+            if error is not last:
+                error.attempts = last.attempts  # the client closed while the call waited
+            raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
