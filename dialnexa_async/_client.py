@@ -12,7 +12,7 @@ import aiohttp
 from . import _constants as C
 from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results
 from ._clock import Clock, SystemClock
-from ._errors import APIStatusError, DialNexaError, RateLimitError
+from ._errors import APIConnectionError, APIStatusError, DialNexaError, RateLimitError
 from ._lifecycle import OTHER_LOOP, Lifecycle, closed_error
 from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
@@ -292,7 +292,7 @@ class AsyncDialNexa:
         self._ensure_open()
         return self._attempt(url)
 
-    async def _attempt(self, url: str, number: int = 1) -> Lead:
+    async def _attempt(self, url: str, number: int = 1, resent: list[bool] | None = None) -> Lead:
         """One attempt in three steps: send, interpret the answer, hand a failure to the retries.
 
         *Send* waits for a slot and the pacing, then the transport; *interpret* is the pure
@@ -301,6 +301,13 @@ class AsyncDialNexa:
         successful call. When it fails, ``_retry`` hands that outcome to a fresh controller,
         so every retry decision is still tenacity's. Later attempts, which ``_retry`` makes,
         raise their failure to it. Sending stays inline: one coroutine frame per request.
+
+        Args:
+            url: the lead's URL.
+            number: the attempt's number in its call, from 1.
+            resent: for a retry, one flag shared by the call's attempts: whether the call
+                has resent a request already (set here when it does); ``None`` on the
+                first attempt.
         """
         stats = self.stats
         rate = self._rate
@@ -317,15 +324,24 @@ class AsyncDialNexa:
                 ticket = rate.try_acquire() or await self._acquire(sent)
                 stats.requests += 1
                 sent = number
-                while True:
+                try:
+                    raw = await self._transport.get(url)
+                except StaleConnection as stale:
+                    if (resent is not None and resent[0]) or lifecycle.closed:
+                        raise APIConnectionError(stale.message) from stale
+                    # Resent at once (RFC 9112 9.3.1), once per call, as a new request in
+                    # the sending order, so the window budget counts every request the
+                    # server may have seen.
+                    if resent is None:
+                        resent = [True]
+                    else:
+                        resent[0] = True
+                    stats.resends += 1
+                    ticket = rate.try_acquire() or await self._acquire(number)
                     try:
                         raw = await self._transport.get(url)
-                        break
-                    except StaleConnection:
-                        # Resent at once, but as a new request in the sending order, so the
-                        # window budget counts every request the server may have seen.
-                        stats.resends += 1
-                        ticket = rate.try_acquire() or await self._acquire(number)
+                    except StaleConnection as again:
+                        raise APIConnectionError(again.message) from again
             except RateLimitError:
                 raise  # only rate control raises it here, and _acquire has settled it
             except DialNexaError as error:
@@ -357,7 +373,7 @@ class AsyncDialNexa:
             if number > 1:
                 raise
             first = error
-        return await self._retry(url, first)
+        return await self._retry(url, first, resent=resent is not None)
 
     async def _acquire(self, sent: int) -> Ticket:
         """``rate.acquire()``; a refusal is counted as one and says the client withheld it.
@@ -376,9 +392,16 @@ class AsyncDialNexa:
             self.stats.record_failure(error)
             raise
 
-    async def _retry(self, url: str, first: DialNexaError) -> Lead:
-        """Carry on after a failed first attempt, under the retry policy."""
+    async def _retry(self, url: str, first: DialNexaError, *, resent: bool) -> Lead:
+        """Carry on after a failed first attempt, under the retry policy.
+
+        Args:
+            url: the lead's URL.
+            first: the first attempt's failure.
+            resent: whether the first attempt used the call's one resend.
+        """
         retrying = self._policy.new_retrying(self._clock.sleep, self.stats.on_retry)
+        resends = [resent]
         last = first
         try:
             async for attempt in retrying:
@@ -387,7 +410,7 @@ class AsyncDialNexa:
                     if number == 1:
                         raise first
                     try:
-                        return await self._attempt(url, number)
+                        return await self._attempt(url, number, resends)
                     except DialNexaError as error:
                         last = error
                         raise
