@@ -17,6 +17,7 @@ from ._errors import (
     RateLimitError,
     ResponseTooLargeError,
     ResponseValidationError,
+    RouteNotFoundError,
 )
 from ._models import Lead, LeadResult, LeadStatus
 from ._stats import ClientStats
@@ -43,6 +44,7 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "RouteNotFoundError",
     "SystemClock",
     "VirtualClock",
     "__version__",

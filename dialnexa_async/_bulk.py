@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import AuthenticationError, DialNexaError, PermissionDeniedError
+from ._errors import AuthenticationError, DialNexaError, PermissionDeniedError, RouteNotFoundError
 from ._models import Lead, LeadResult
 from ._stats import ClientStats
 
@@ -37,8 +37,8 @@ LeadIds = Iterable[str] | AsyncIterable[str]
 PROGRESS_INTERVAL = 0.1
 """Seconds between two progress reports (plus one at the end)."""
 
-_DOOMING = (AuthenticationError, PermissionDeniedError)
-"""Errors about the key itself: every later request would fail the same way."""
+_DOOMING = (AuthenticationError, PermissionDeniedError, RouteNotFoundError)
+"""Errors about the key or the base URL: every later request would fail the same way."""
 
 
 @attrs.frozen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Hashable
 from types import TracebackType
 
@@ -18,7 +19,13 @@ from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
 from ._retry import RetryPolicy
 from ._sansio.interpret import interpret
-from ._sansio.request import default_headers, lead_url, normalize_base_url, user_agent
+from ._sansio.request import (
+    default_headers,
+    has_version_segment,
+    lead_url,
+    normalize_base_url,
+    user_agent,
+)
 from ._stats import ClientStats
 from ._transport import AiohttpTransport, SSLOption, StaleConnection
 
@@ -36,7 +43,8 @@ class AsyncDialNexa:
     Args:
         api_key: the API key; default: the ``DIALNEXA_API_KEY`` environment variable.
         base_url: the API root; default: ``DIALNEXA_BASE_URL``, else
-            ``https://api.dialnexa.com/v1``.
+            ``https://api.dialnexa.com/v1``. A path without a version segment (``/v1``)
+            gets a ``UserWarning``: the API would answer every request with a route 404.
         timeout: seconds one attempt may take, from sending to the last body byte.
         max_retries: retries after the first attempt; 0 turns retrying off.
         max_concurrency: the most requests in flight at once across the whole client.
@@ -91,6 +99,14 @@ class AsyncDialNexa:
         self._base_url = normalize_base_url(
             base_url or os.environ.get(C.BASE_URL_ENV) or C.DEFAULT_BASE_URL
         )
+        if not has_version_segment(self._base_url):
+            warnings.warn(
+                "base_url has no API version segment in its path; the API's routes are "
+                "under /v1 (https://api.dialnexa.com/v1), so unless a proxy adds it, every "
+                "request gets a 404 for a route that does not exist (RouteNotFoundError)",
+                UserWarning,
+                stacklevel=2,
+            )
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency
         self._lifecycle = Lifecycle(clock or SystemClock())
@@ -204,8 +220,9 @@ class AsyncDialNexa:
         """Fetch many leads concurrently; one result per input, in input order.
 
         A duplicate id is fetched once and its result stands at every position it was given.
-        Failures are values (``LeadResult.error``), never raised; a 401 or 403 stops new
-        requests and gives every remaining id that same error.
+        Failures are values (``LeadResult.error``), never raised; a 401 or 403, or a 404 for
+        a route the API does not have (``RouteNotFoundError``), stops new requests and gives
+        every remaining id that same error.
 
         Args:
             lead_ids: any iterable (or async iterable) of ids.

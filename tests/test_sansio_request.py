@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from dialnexa_async._sansio.request import (
     default_headers,
+    has_version_segment,
     lead_url,
     normalize_base_url,
     quote_segment,
@@ -82,3 +83,21 @@ def test_headers_carry_bearer_key_accept_and_user_agent() -> None:
     assert agent.startswith("dialnexa-async/")
     assert "aiohttp/3.99.0" in agent
     assert "Python/3." in agent
+
+
+@pytest.mark.parametrize(
+    ("base_url", "versioned"),
+    [
+        ("https://api.dialnexa.com/v1", True),
+        ("https://api.dialnexa.com/v1/", True),
+        ("https://proxy.corp.test/dialnexa/v2", True),
+        ("http://127.0.0.1:8080/api/v1beta/", True),
+        ("https://api.dialnexa.com", False),
+        ("https://api.dialnexa.com/", False),
+        ("https://proxy.corp.test/dialnexa", False),
+        ("https://v1.dialnexa.test/leads", False),
+    ],
+)
+def test_a_version_segment_is_looked_for_in_the_path(base_url: str, versioned: bool) -> None:
+    """Only a path segment like v1 or v2beta counts as the API version, never the host."""
+    assert has_version_segment(base_url) is versioned

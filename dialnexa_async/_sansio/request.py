@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import re
 import sys
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from .._errors import InvalidLeadIdError
 from .._version import __version__
@@ -65,6 +65,19 @@ def normalize_base_url(base_url: str) -> str:
     if not stripped.startswith(("http://", "https://")):
         raise ValueError(f"base_url must start with http:// or https://, got {stripped!r}")
     return stripped
+
+
+_VERSION_SEGMENT = re.compile(r"v[0-9]+[a-z0-9]*", re.IGNORECASE)
+
+
+def has_version_segment(base_url: str) -> bool:
+    """Whether the path of ``base_url`` names an API version (``/v1``, ``/api/v2beta``...).
+
+    The API's routes all live under ``/v1``; without a version segment every request meets
+    a 404 for a route that does not exist, unless a proxy adds the version itself.
+    """
+    path = urlsplit(base_url).path
+    return any(_VERSION_SEGMENT.fullmatch(segment) for segment in path.split("/"))
 
 
 def user_agent(aiohttp_version: str) -> str:
