@@ -7,11 +7,12 @@ import os
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Hashable
 from types import TracebackType
+from typing import TYPE_CHECKING, NoReturn, overload
 
 import aiohttp
 
 from . import _constants as C
-from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results
+from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results, not_bare
 from ._clock import Clock, SystemClock
 from ._errors import APIConnectionError, APIStatusError, DialNexaError, RateLimitError
 from ._lifecycle import OTHER_LOOP, Lifecycle, closed_error
@@ -28,6 +29,15 @@ from ._sansio.request import (
 )
 from ._stats import ClientStats
 from ._transport import AiohttpTransport, SSLOption, StaleConnection
+
+if TYPE_CHECKING:
+    from typing_extensions import deprecated
+else:
+
+    def deprecated(message: str) -> object:
+        """PEP 702's marker, which only type checkers read (no runtime dependency)."""
+        return lambda function: function
+
 
 __all__ = ["AsyncDialNexa"]
 
@@ -210,9 +220,29 @@ class AsyncDialNexa:
         self._ensure_open()
         return await self._attempt(url)
 
+    @overload
+    # PEP 702: type checkers read only a literal message (the runtime one is BARE_IDS).
+    @deprecated("a bare str is one id, not many: pass [lead_id] (or get_lead) for one id")
+    async def get_leads(
+        self,
+        lead_ids: str | bytes,
+        *,
+        concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> NoReturn: ...
+
+    @overload
     async def get_leads(
         self,
         lead_ids: LeadIds,
+        *,
+        concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[LeadResult]: ...
+
+    async def get_leads(
+        self,
+        lead_ids: LeadIds | bytes,
         *,
         concurrency: int | None = None,
         progress: ProgressCallback | None = None,
@@ -225,19 +255,23 @@ class AsyncDialNexa:
         every remaining id that same error.
 
         Args:
-            lead_ids: any iterable (or async iterable) of ids.
+            lead_ids: any iterable (or async iterable) of ids, never a bare ``str``: one id
+                is ``[lead_id]``.
             concurrency: requests this call keeps in flight at most; capped by, and by
                 default equal to, the client's ``max_concurrency``.
             progress: called with a ``BulkProgress`` about ten times a second and at the end.
 
         Raises:
+            TypeError: ``lead_ids`` is a bare ``str`` or ``bytes`` (type checkers flag it
+                too: mypy with ``--enable-error-code deprecated``, pyright by default).
             DialNexaError: the client is closed, or belongs to another event loop.
         """
+        given = not_bare(lead_ids)
         self._ensure_open()
-        if isinstance(lead_ids, AsyncIterable):
-            ids = [lead_id async for lead_id in lead_ids]
+        if isinstance(given, AsyncIterable):
+            ids = [lead_id async for lead_id in given]
         else:
-            ids = list(lead_ids)
+            ids = list(given)
         keys = [_dedup_key(lead_id) for lead_id in ids]
         first_of: dict[Hashable, int] = {}
         unique: list[str] = []
@@ -254,9 +288,29 @@ class AsyncDialNexa:
         )
         return [results[first_of[key]] for key in keys]
 
-    async def iter_leads(
+    @overload
+    # PEP 702: type checkers read only a literal message (the runtime one is BARE_IDS).
+    @deprecated("a bare str is one id, not many: pass [lead_id] (or get_lead) for one id")
+    def iter_leads(
+        self,
+        lead_ids: str | bytes,
+        *,
+        concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> NoReturn: ...
+
+    @overload
+    def iter_leads(
         self,
         lead_ids: LeadIds,
+        *,
+        concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> AsyncGenerator[LeadResult, None]: ...
+
+    def iter_leads(
+        self,
+        lead_ids: LeadIds | bytes,
         *,
         concurrency: int | None = None,
         progress: ProgressCallback | None = None,
@@ -269,15 +323,23 @@ class AsyncDialNexa:
         happen before the next line runs.
 
         Args:
-            lead_ids: any iterable or async iterable of ids.
+            lead_ids: any iterable or async iterable of ids, never a bare ``str``: one id is
+                ``[lead_id]``.
             concurrency: requests this call keeps in flight at most; capped by, and by
                 default equal to, the client's ``max_concurrency``.
             progress: called with a ``BulkProgress`` about ten times a second and at the end.
 
         Raises:
+            TypeError: at once, when ``lead_ids`` is a bare ``str`` or ``bytes``.
             DialNexaError: on the first iteration, when the client is closed or belongs to
                 another event loop.
         """
+        return self._iter_leads(not_bare(lead_ids), concurrency, progress)
+
+    async def _iter_leads(
+        self, lead_ids: LeadIds, concurrency: int | None, progress: ProgressCallback | None
+    ) -> AsyncGenerator[LeadResult, None]:
+        """``iter_leads`` once its input is known not to be a bare string."""
         self._ensure_open()
         async with contextlib.aclosing(
             iter_results(
