@@ -15,7 +15,7 @@ from . import _constants as C
 from ._bulk import LeadIds, ProgressCallback, collect_results, iter_results, not_bare
 from ._clock import Clock, SystemClock
 from ._errors import APIConnectionError, APIStatusError, DialNexaError, RateLimitError
-from ._lifecycle import OTHER_LOOP, Lifecycle, closed_error
+from ._lifecycle import OTHER_LOOP, Lifecycle, WaitOverdue, closed_error, sleeps_until
 from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
 from ._retry import RetryPolicy
@@ -64,6 +64,7 @@ class AsyncDialNexa:
         max_retry_wait: a server-given wait longer than this many seconds is not slept: the
             call fails at once with ``RateLimitError.retry_after`` set (and
             ``refused_by_client`` when the client withheld the request instead of sending it).
+            Nor does a retry wait longer than this for the client's own rate control.
         max_response_bytes: the largest body accepted; past it the call fails with
             ``ResponseTooLargeError`` without reading the rest.
         ssl: ``None`` for default certificate verification, or an ``ssl.SSLContext``.
@@ -457,29 +458,50 @@ class AsyncDialNexa:
     async def _acquire(self, sent: int) -> Ticket:
         """``rate.acquire()``; a refusal is counted as one and says the client withheld it.
 
+        A retry waits at most ``max_retry_wait`` here in all, however often the server renews
+        its pauses meanwhile: past that it is withheld, so a server that refuses forever
+        cannot keep a call waiting forever.
+
         Args:
             sent: how many requests this call has sent so far: the refusal's ``attempts``.
         """
+        rate = self._rate
+        max_wait = self._policy.max_retry_wait
         try:
             # A retry never goes out as a pause's probe: only fresh requests risk a refusal.
-            return await self._rate.acquire(may_probe=sent == 0)
-        except RateLimitError as error:
-            error.attempts = sent
+            if sent == 0:
+                return await rate.acquire(may_probe=True)
+            with sleeps_until(self._clock.monotonic() + max_wait):
+                return await rate.acquire(may_probe=False)
+        except WaitOverdue:
+            error = RateLimitError(
+                "the client withheld the request: the server's rate limit held this retry "
+                f"for max_retry_wait={max_wait:g}s without letting it go",
+                status_code=429,
+                refused_by_client=True,
+            )
+        except RateLimitError as refusal:
+            error = refusal
             if not error.refused_by_client:
                 error.refused_by_client = True
                 error.message = f"the client withheld the request: {error.message}"
-            self.stats.record_failure(error)
-            raise
+        error.attempts = sent
+        self.stats.record_failure(error)
+        raise error
 
     async def _retry(self, url: str, first: DialNexaError, *, resent: bool) -> Lead:
         """Carry on after a failed first attempt, under the retry policy.
+
+        A failure the policy could have retried but did not says why in its message.
 
         Args:
             url: the lead's URL.
             first: the first attempt's failure.
             resent: whether the first attempt used the call's one resend.
         """
-        retrying = self._policy.new_retrying(self._clock.sleep, self.stats.on_retry)
+        policy = self._policy
+        clock = self._clock
+        retrying = policy.new_retrying(clock.sleep, self.stats.on_retry)
         resends = [resent]
         last = first
         try:
@@ -496,6 +518,16 @@ class AsyncDialNexa:
         except DialNexaError as error:
             if error is not last:
                 error.attempts = last.attempts  # the client closed while the call waited
+                raise
+            reason, wait = policy.withheld(error)
+            if reason is not None:
+                error.message = f"{error.message} (not retried: {reason})"
+                if wait > 0:
+                    try:
+                        await clock.sleep(wait)
+                    except DialNexaError as closed:
+                        closed.attempts = error.attempts
+                        raise
             raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 

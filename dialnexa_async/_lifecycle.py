@@ -7,6 +7,9 @@ ends it for good: every later use raises ``DialNexaError("the client is closed")
 sleep in progress (a retry's backoff, a wait for the server's pause) ends at once with that
 error, so the calls in flight end promptly instead of waking later to reopen the pool.
 
+A call may also give its sleeps a deadline (``sleeps_until``): rate control then cannot hold a
+retry past it, however often the server renews its pause.
+
 Invariants:
 - ``closed`` only goes from ``False`` to ``True``.
 - A sleeper of the system clock is in ``_sleepers`` exactly while it sleeps; ``close()`` wakes
@@ -16,11 +19,14 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 from ._clock import Clock, SystemClock
 from ._errors import DialNexaError
 
-__all__ = ["CLOSED", "OTHER_LOOP", "Lifecycle", "closed_error"]
+__all__ = ["CLOSED", "OTHER_LOOP", "Lifecycle", "WaitOverdue", "closed_error", "sleeps_until"]
 
 CLOSED = "the client is closed"
 """The message of every error a closed client raises."""
@@ -39,6 +45,29 @@ def closed_error(attempts: int = 0) -> DialNexaError:
         attempts: the requests the call had sent.
     """
     return DialNexaError(CLOSED, attempts=attempts)
+
+
+class WaitOverdue(Exception):
+    """A sleep would end past the deadline the current call set for its sleeps."""
+
+
+_DEADLINE: ContextVar[float | None] = ContextVar("dialnexa_async_sleep_deadline", default=None)
+"""The moment (on the client's clock) past which the current task's sleeps may not run."""
+
+
+@contextlib.contextmanager
+def sleeps_until(deadline: float) -> Iterator[None]:
+    """Within this block, a sleep of the current task that would end past ``deadline`` raises
+    ``WaitOverdue`` at once instead.
+
+    Args:
+        deadline: a time on the client's clock (``monotonic()``).
+    """
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 class Lifecycle:
@@ -84,7 +113,7 @@ class Lifecycle:
 
 
 class _ClosingClock:
-    """The caller's clock, with sleeps that closing ends.
+    """The caller's clock, with sleeps that closing ends and that respect a call's deadline.
 
     The system clock's sleeps are futures the client can wake; another clock (a
     ``VirtualClock`` in tests) is slept on as is, and closing is noticed when it returns.
@@ -100,14 +129,18 @@ class _ClosingClock:
         self._sleepers: set[asyncio.Future[None]] = set()
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds``, unless the client closes first.
+        """Sleep ``seconds``, unless the client closes first or a deadline forbids it.
 
         Raises:
             DialNexaError: the client is (or became) closed.
+            WaitOverdue: the sleep would end past the current call's deadline.
         """
         lifecycle = self._lifecycle
         if lifecycle.closed:
             raise closed_error()
+        deadline = _DEADLINE.get()
+        if deadline is not None and self.monotonic() + seconds > deadline:
+            raise WaitOverdue
         if not self._own_timer or seconds <= 0:
             await self._sleep(seconds)
         else:
