@@ -65,7 +65,7 @@ async def test_close_during_a_bulk_run_ends_every_id_and_reopens_nothing() -> No
         closed = [r.error for r in results if not r.ok]
         assert 0 < sum(r.ok for r in results) < len(ids)
         assert any(e is not None and e.attempts >= 1 for e in closed)  # torn down in flight
-        assert ended_in < 0.25  # backoff sleeps of up to 8 s were cut short
+        assert ended_in < 2.0  # not held by backoffs of up to 8 s (slack for a busy machine)
         assert sim.stats.requests == requests_at_close
         assert client.closed
         assert client._transport._session is None
@@ -83,7 +83,7 @@ async def test_a_call_in_flight_ends_with_the_closed_error(guard: Guard) -> None
         started = time.monotonic()
         await client.close()
         error = await guard.fails(call, dnx.DialNexaError)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # far from the 30 s deadline
         assert str(error) == CLOSED
         assert error.attempts == 1
         await until(lambda: server.open_connections == 0)
@@ -101,7 +101,7 @@ async def test_close_wakes_a_call_waiting_out_a_server_pause(guard: Guard) -> No
         started = time.monotonic()
         await client.close()
         error = await guard.fails(call, dnx.DialNexaError)
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 5.0  # far from the 30 s wait
         assert str(error) == CLOSED
         assert error.attempts == 1
     assert server.total == 1
