@@ -1,4 +1,4 @@
-"""A client's lifetime: the event loop it belongs to, its closing, and the sleeps that ends.
+"""A client's lifetime: the event loop it belongs to, and closing, which ends its sleeps.
 
 A client belongs to the first event loop it runs on: its connection pool, its waiters and its
 futures are that loop's. Used from another loop it raises ``DialNexaError`` saying so, instead
