@@ -18,6 +18,7 @@ from ._errors import (
     RateLimitError,
     ResponseTooLargeError,
     ResponseValidationError,
+    RouteNotFoundError,
     UnsupportedEncodingError,
 )
 from ._models import Lead, LeadResult, LeadStatus
@@ -46,6 +47,7 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "RouteNotFoundError",
     "SystemClock",
     "UnsupportedEncodingError",
     "VirtualClock",

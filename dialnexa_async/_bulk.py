@@ -25,20 +25,48 @@ from typing import Any
 
 import attrs
 
-from ._errors import AuthenticationError, DialNexaError, PermissionDeniedError
+from ._errors import AuthenticationError, DialNexaError, PermissionDeniedError, RouteNotFoundError
 from ._models import Lead, LeadResult
 from ._stats import ClientStats
 
-__all__ = ["BulkProgress", "LeadIds", "ProgressCallback", "collect_results", "iter_results"]
+__all__ = [
+    "BARE_IDS",
+    "BulkProgress",
+    "LeadIds",
+    "ProgressCallback",
+    "collect_results",
+    "iter_results",
+    "not_bare",
+]
 
 LeadIds = Iterable[str] | AsyncIterable[str]
-"""What the bulk calls accept: any iterable or async iterable of ids."""
+"""What the bulk calls accept: any iterable or async iterable of ids, never a bare ``str``."""
+
+BARE_IDS = "a bare str is one id, not many: pass [lead_id] (or get_lead) for one id"
+"""Why a bare ``str`` (an iterable of one-character strings) is refused as ``lead_ids``."""
+
+
+def not_bare(lead_ids: LeadIds | bytes) -> LeadIds:
+    """``lead_ids``, unless it is a bare ``str`` or ``bytes``, which would iterate as characters.
+
+    Args:
+        lead_ids: what the caller passed as the ids of a bulk call.
+
+    Raises:
+        TypeError: ``lead_ids`` is a ``str``, ``bytes`` or ``bytearray``.
+    """
+    if isinstance(lead_ids, (str, bytes, bytearray)):
+        raise TypeError(
+            f"lead_ids must be an iterable of ids, not {type(lead_ids).__name__}: " + BARE_IDS
+        )
+    return lead_ids
+
 
 PROGRESS_INTERVAL = 0.1
 """Seconds between two progress reports (plus one at the end)."""
 
-_DOOMING = (AuthenticationError, PermissionDeniedError)
-"""Errors about the key itself: every later request would fail the same way."""
+_DOOMING = (AuthenticationError, PermissionDeniedError, RouteNotFoundError)
+"""Errors about the key or the base URL: every later request would fail the same way."""
 
 
 @attrs.frozen

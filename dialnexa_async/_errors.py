@@ -11,6 +11,7 @@
     │   ├── AuthenticationError       401
     │   ├── PermissionDeniedError     403
     │   ├── NotFoundError             404
+    │   │   └── RouteNotFoundError    404 for a path the API does not route (a wrong base_url)
     │   ├── RateLimitError            429, after retries: .retry_after, .refused_by_client
     │   └── InternalServerError       5xx
     └── ResponseValidationError       a 2xx whose body is not a lead (bad JSON, wrong shape)
@@ -45,6 +46,7 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "RouteNotFoundError",
     "UnsupportedEncodingError",
     "make_status_error",
 ]
@@ -158,7 +160,25 @@ class PermissionDeniedError(APIStatusError):
 
 
 class NotFoundError(APIStatusError):
-    """404: the lead does not exist, was removed, or belongs to another organization."""
+    """404: the lead does not exist, was removed, or belongs to another organization.
+
+    Its subclass ``RouteNotFoundError`` is the 404 of a path the API does not have at all.
+    """
+
+
+class RouteNotFoundError(NotFoundError):
+    """404 for a path the API does not route: the base URL is wrong, not the lead missing.
+
+    Told apart by what the answer says: the server's unknown-route message (NestJS and
+    Express: ``Cannot GET /campaigns-leads/x``), where a missing lead says ``Lead not found``.
+    Every other id would fail the same way, so bulk calls stop at the first one, as on a 401.
+    """
+
+    def __str__(self) -> str:
+        return (
+            f"{super().__str__()} (the API has no such route: check base_url, which must "
+            "include the API version, e.g. https://api.dialnexa.com/v1)"
+        )
 
 
 class RateLimitError(APIStatusError):

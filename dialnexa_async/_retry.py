@@ -21,7 +21,8 @@ from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_WAIT,
 )
-from ._errors import APIStatusError, DialNexaError
+from ._errors import APIStatusError, DialNexaError, RateLimitError
+from ._rate_control import MIN_SERVER_WAIT
 from ._retry_budget import RetryBudget
 from ._sansio.backoff import retry_wait
 from ._sansio.classify import exceeds_max_wait, is_retryable
@@ -61,7 +62,12 @@ class RetryPolicy:
             raise ValueError(f"max_retries must be a non-negative int, got {value!r}")
 
     def should_retry(self, error: BaseException) -> bool:
-        """Retry only retryable SDK errors whose server-given wait we are willing to sleep."""
+        """Retry only retryable SDK errors whose server-given wait we are willing to sleep.
+
+        A request the client withheld itself is never retried: it waited its fill already.
+        """
+        if isinstance(error, RateLimitError) and error.refused_by_client:
+            return False
         return is_retryable(error) and not (
             isinstance(error, DialNexaError) and exceeds_max_wait(error, self.max_retry_wait)
         )
@@ -78,9 +84,21 @@ class RetryPolicy:
         error = state.outcome.exception() if state.outcome is not None else None
         if not isinstance(error, DialNexaError):
             return 0.0
+        return self.delay(error, state.attempt_number)
+
+    def delay(self, error: DialNexaError, attempt: int) -> float:
+        """The wait before retrying after ``error``, the ``attempt``-th failure of its call.
+
+        The server's wait, else full-jitter backoff; for a 429 that gave no wait, the longer
+        of that backoff and the client-wide pause. A wait the server gave is at least
+        ``MIN_SERVER_WAIT``: ``Retry-After: 0`` (or a reset of 0) from a server still refusing
+        is no reason to come straight back.
+        """
+        if isinstance(error, APIStatusError) and error.retry_after is not None:
+            return max(error.retry_after, MIN_SERVER_WAIT)
         wait = retry_wait(
             error,
-            state.attempt_number,
+            attempt,
             initial=self.backoff_initial,
             maximum=self.backoff_max,
             rand=self.rand,
@@ -89,7 +107,6 @@ class RetryPolicy:
             self.shared_pause is not None
             and isinstance(error, APIStatusError)
             and error.status_code == 429
-            and error.retry_after is None
         ):
             # The client-wide pause, when longer: the client backs off as one. Never less
             # than the call's own backoff: rate control may have nothing to hold it with (no
@@ -97,6 +114,33 @@ class RetryPolicy:
             # until the call's attempts are gone.
             return max(wait, self.shared_pause())
         return wait
+
+    def withheld(self, error: DialNexaError) -> tuple[str | None, float]:
+        """Why a call that ended with ``error`` was not retried although it could have been.
+
+        Returns:
+            ``(None, 0)`` when nothing was withheld (the error is final, retries are used
+            up, or the client already said it withheld the request); else the reason, for
+            the error's message, and how long the call waits before raising it: a call
+            refused a retry by the spent budget still waits the backoff it would have
+            waited, so a loop of calls during an outage sends no faster than retries would.
+        """
+        if isinstance(error, RateLimitError) and error.refused_by_client:
+            return None, 0.0
+        if not is_retryable(error):
+            return None, 0.0
+        if isinstance(error, APIStatusError) and exceeds_max_wait(error, self.max_retry_wait):
+            return (
+                f"the server asked to wait {error.retry_after:g}s, longer than "
+                f"max_retry_wait={self.max_retry_wait:g}s",
+                0.0,
+            )
+        if error.attempts > self.max_retries:
+            return None, 0.0
+        return (
+            "the client's retry budget is spent: too many requests failed lately",
+            self.delay(error, max(error.attempts, 1)),
+        )
 
     def new_retrying(
         self,

@@ -28,6 +28,7 @@ from ._errors import (
     ResponseTooLargeError,
     UnsupportedEncodingError,
 )
+from ._lifecycle import CLOSED
 from ._redact import detach
 
 __all__ = ["AiohttpTransport", "RawResponse", "StaleConnection"]
@@ -106,11 +107,21 @@ class AiohttpTransport:
         self._timeout = timeout
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_bytes = max_bytes
+        self._closed = False
+        # Answers whose body is being read: closing the pool alone would leave such a read
+        # waiting for its deadline (aiohttp detaches the body from a connection it closes).
+        self._reading: set[aiohttp.ClientResponse] = set()
 
     def session(self) -> aiohttp.ClientSession:
-        """The session, created on first use so it binds to the running loop."""
+        """The session, created on first use so it binds to the running loop.
+
+        Raises:
+            DialNexaError: the transport was closed; it never opens a pool again.
+        """
         session = self._session
         if session is None:
+            if self._closed:
+                raise DialNexaError(CLOSED)
             connector = _PoolAwareConnector(
                 limit=self._max_connections,
                 limit_per_host=0,
@@ -152,6 +163,7 @@ class AiohttpTransport:
                 raise_for_status=False,
                 auto_decompress=True,
             )
+            self._reading.add(response)
             async with response:
                 content = response.content
                 length = response.content_length
@@ -196,12 +208,21 @@ class AiohttpTransport:
                 # answer came, so the request may be resent at once (RFC 9112 9.3.1).
                 raise StaleConnection(f"pooled connection was closed: {exc}") from exc
             raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if response is not None:
+                self._reading.discard(response)
         # Raised outside the handlers: ``from None`` still keeps aiohttp's exception as
         # ``__context__``, and a ClientResponseError's repr shows the request headers.
         raise failure
 
     async def close(self) -> None:
-        """Close the session if the transport created it."""
+        """Close the session if the transport created it; the transport stays closed.
+
+        Every request in flight ends now, a body being read included.
+        """
+        self._closed = True
+        for response in list(self._reading):
+            response.close()  # wakes its body's reader with "Connection closed"
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()

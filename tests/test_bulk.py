@@ -192,6 +192,21 @@ async def test_bulk_calls_reject_a_bad_concurrency(client: dnx.AsyncDialNexa) ->
             pass
 
 
+@pytest.mark.parametrize("bare", ["lead_1", b"lead_1", bytearray(b"lead_1")])
+async def test_bulk_calls_refuse_a_bare_string_before_any_request(
+    client: dnx.AsyncDialNexa, mock_api: aioresponses, bare: Any
+) -> None:
+    """A bare str (or bytes) is one id, not an iterable of ids: get_leads and iter_leads raise
+    TypeError naming the fix instead of fetching "l", "e", "a", "d", "_", "1"."""
+    lead_api(mock_api)
+    with pytest.raises(TypeError, match=r"pass \[lead_id\]"):
+        await client.get_leads(bare)
+    with pytest.raises(TypeError, match=r"pass \[lead_id\]"):
+        client.iter_leads(bare)  # at the call, before any iteration
+    assert request_count(mock_api) == 0
+    assert [r.lead_id for r in await client.get_leads(["lead_1"])] == ["lead_1"]
+
+
 # --- iter_leads: inputs, completion order, laziness --------------------------------------------
 
 

@@ -457,6 +457,35 @@ async def test_refused_key_stops_the_run_and_records_nothing(
     assert sim.stats.requests <= 2
 
 
+async def test_a_base_url_without_the_version_stops_the_run_and_records_nothing(
+    sim: Simulator, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route 404 ("Cannot GET /campaigns-leads/...") is the base URL's fault, not the ids':
+    a warning names the missing version, the run stops at once, nothing goes to the output or
+    errors file (which a rerun would skip), and the rerun with /v1 fetches every id."""
+    monkeypatch.setenv("DIALNEXA_BASE_URL", sim.origin)
+    ids = write_ids(tmp_path / "ids.txt", [f"lead_{i}" for i in range(50)])
+    out, errs = tmp_path / "o.jsonl", tmp_path / "e.jsonl"
+    argv = ("fetch", "--input", ids, "--output", str(out), "--errors", str(errs))
+    with pytest.warns(UserWarning, match="no API version segment"):
+        code, _, err = await cli(*argv, "--concurrency", "2")
+    assert code == 1
+    assert read_jsonl(out) == []
+    assert read_jsonl(errs) == []
+    assert (
+        "stopped: the API has no such route (RouteNotFoundError: Cannot GET /campaigns-leads/"
+        in err
+    )
+    assert "/v1" in err
+    assert "--retry-errors" not in err
+    assert sim.stats.requests <= 2
+    monkeypatch.setenv("DIALNEXA_BASE_URL", sim.base_url)
+    code, _, err = await cli(*argv)
+    assert code == 0
+    assert sorted(lead["id"] for lead in read_jsonl(out)) == sorted(f"lead_{i}" for i in range(50))
+    assert read_jsonl(errs) == []
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [

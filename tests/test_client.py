@@ -6,6 +6,10 @@ import asyncio
 import logging
 import pickle
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import aiohttp
 import attrs
@@ -601,3 +605,49 @@ def test_error_headers_are_case_insensitive() -> None:
 
     error = status_error(404, CIMultiDict({"X-Request-Id": "r1"}), b"", now=0.0)
     assert error.request_id == "r1"
+
+
+def test_type_checkers_flag_a_bare_string_given_to_the_bulk_calls(tmp_path: Path) -> None:
+    """mypy (with PEP 702's deprecated check on) reports get_leads("x") and iter_leads("x"),
+    and accepts a list of ids: the annotations say what the runtime TypeError says."""
+    user_code = tmp_path / "user_code.py"
+    user_code.write_text(
+        textwrap.dedent(
+            """
+            import dialnexa_async as dnx
+
+            async def good(client: dnx.AsyncDialNexa) -> None:
+                results: list[dnx.LeadResult] = await client.get_leads(["lead_1"])
+                async for result in client.iter_leads(("lead_1", "lead_2")):
+                    print(result.ok, results)
+
+            async def bare(client: dnx.AsyncDialNexa) -> None:
+                await client.get_leads("lead_1")
+
+            def bare_iter(client: dnx.AsyncDialNexa) -> None:
+                client.iter_leads("lead_1")
+            """
+        )
+    )
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--enable-error-code",
+            "deprecated",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(user_code),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    errors = [line for line in checked.stdout.splitlines() if ": error:" in line]
+    assert [line.split(":")[1] for line in errors] == ["10", "13"], checked.stdout
+    for line in errors:
+        assert line.endswith("[deprecated]")
+        assert "a bare str is one id, not many" in line

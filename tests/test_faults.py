@@ -390,6 +390,28 @@ async def test_server_silently_closing_after_every_answer_is_transparent(guard: 
     assert server.total == server.connections == 30
 
 
+@pytest.mark.parametrize("max_retries", [0, 3])
+async def test_a_server_resetting_every_pooled_request_sees_at_most_one_resend(
+    guard: Guard, max_retries: int
+) -> None:
+    """Once the pool is full of keep-alive connections and the server resets every request it
+    reads: one call reaches the server max_retries + 1 times plus exactly one resend, never a
+    resend per pooled connection (it was 64 resends + 4 attempts), and its error counts the
+    attempts alone."""
+    pool = 8
+    async with guard.server(*[reply()] * pool, reset()) as server:
+        client = guard.client(server, max_retries=max_retries, max_concurrency=pool)
+        async with client:
+            warm = await asyncio.gather(*(client.get_lead(f"warm_{i}") for i in range(pool)))
+            assert len(warm) == pool
+            assert server.connections == pool  # every connection now waits in the pool
+            error = await guard.fails(client.get_lead("lead_abc123"), dnx.APIConnectionError)
+        assert server.requests[PATH] == max_retries + 2
+        assert error.attempts == max_retries + 1
+        assert client.stats.resends == 1
+        assert client.stats.requests == pool + max_retries + 1
+
+
 async def test_keep_alive_is_reused(guard: Guard) -> None:
     """A well-behaved server sees one connection for many sequential calls."""
     async with guard.server(reply()) as server, guard.client(server) as client:

@@ -48,6 +48,31 @@ async def test_unknown_id_forbidden_key_and_bad_id() -> None:
         assert sim.stats.requests == 4
 
 
+async def test_a_base_url_without_the_version_is_told_from_missing_leads() -> None:
+    """Pointed at the server's root (no /v1), the client warns at construction; the server's
+    route 404 is a RouteNotFoundError after one attempt, and get_leads stops at it like at a
+    401: the ids not yet sent get that same error without a request. With /v1, a missing lead
+    is a plain NotFoundError."""
+    async with Simulator() as sim:
+        with pytest.warns(UserWarning, match="no API version segment"):
+            client = dnx.AsyncDialNexa(api_key=KEY, base_url=sim.origin, max_concurrency=4)
+        async with client:
+            with pytest.raises(dnx.RouteNotFoundError, match="Cannot GET /campaigns-leads/l") as e:
+                await client.get_lead("lead_1")
+            assert e.value.attempts == 1
+            assert isinstance(e.value, dnx.NotFoundError)
+            sim.stats.reset()
+            results = await client.get_leads([f"lead_{i}" for i in range(200)])
+        errors = [r.error for r in results]
+        assert all(type(error) is dnx.RouteNotFoundError for error in errors)
+        assert 1 <= sim.stats.requests <= 4
+        assert sum(error.attempts for error in errors if error is not None) == sim.stats.requests
+        async with dnx.AsyncDialNexa(api_key=KEY, base_url=sim.base_url) as client:
+            with pytest.raises(dnx.NotFoundError, match="Lead not found") as missing:
+                await client.get_lead("missing_1")
+            assert type(missing.value) is dnx.NotFoundError
+
+
 async def test_slash_in_id_stays_one_segment(
     dialnexa_simulator: Simulator, dialnexa_client: dnx.AsyncDialNexa
 ) -> None:

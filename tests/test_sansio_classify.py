@@ -166,3 +166,46 @@ def test_envelope_message_ignores_non_envelopes() -> None:
     assert envelope_message(["not", "a", "mapping"]) is None
     assert envelope_message({"message": 5}) is None
     assert envelope_message({"message": None, "error": "Forbidden"}) == "Forbidden"
+
+
+@pytest.mark.parametrize(
+    ("body", "route_missing"),
+    [
+        (_envelope(404, "Cannot GET /campaigns-leads/lead_1", "Not Found"), True),
+        (_envelope(404, "Cannot HEAD /v2/campaigns-leads/x", "Not Found"), True),
+        (
+            b"<!DOCTYPE html><html><body><pre>Cannot GET /campaigns-leads/x</pre></body></html>",
+            True,
+        ),
+        (_envelope(404, "Lead not found", "Not Found"), False),
+        (_envelope(404, "Cannot find lead lead_1", "Not Found"), False),
+        (_envelope(404, ["Cannot GET /x", "and more"], "Not Found"), True),
+        (b"<html><body><h1>404 Not Found</h1><hr>nginx</body></html>", False),
+        (b"", False),
+    ],
+    ids=[
+        "nestjs",
+        "nestjs-head",
+        "express-html",
+        "missing-lead",
+        "lead-message-saying-cannot",
+        "list-message",
+        "nginx-page",
+        "empty",
+    ],
+)
+def test_a_404_for_an_unknown_route_is_told_from_a_missing_lead(
+    body: bytes, route_missing: bool
+) -> None:
+    """A 404 whose body is a server's unknown-route answer ("Cannot GET /path") is a
+    RouteNotFoundError, still a NotFoundError; any other 404, whose body says nothing of the
+    route (a missing lead, a bare proxy page), stays a plain NotFoundError."""
+    error = status_error(404, CIMultiDict({"x-request-id": "req_9"}), body, now=NOW, attempts=1)
+    assert isinstance(error, dnx.NotFoundError)
+    assert (type(error) is dnx.RouteNotFoundError) is route_missing
+    assert error.status_code == 404
+    assert error.request_id == "req_9"
+    assert error.attempts == 1
+    assert not is_retryable(error)
+    if route_missing:
+        assert "check base_url" in str(error)

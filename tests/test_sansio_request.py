@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from dialnexa_async._sansio.request import (
     api_key_problem,
     default_headers,
+    has_version_segment,
     lead_url,
     normalize_base_url,
     quote_segment,
@@ -154,3 +155,21 @@ def test_base_url_with_credentials_is_refused_without_quoting_them(url: str) -> 
 def test_base_url_with_an_at_sign_in_its_path_is_accepted() -> None:
     """An ``@`` after the host (in the path) is not userinfo."""
     assert normalize_base_url("https://h/v1/@x/") == "https://h/v1/@x"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "versioned"),
+    [
+        ("https://api.dialnexa.com/v1", True),
+        ("https://api.dialnexa.com/v1/", True),
+        ("https://proxy.corp.test/dialnexa/v2", True),
+        ("http://127.0.0.1:8080/api/v1beta/", True),
+        ("https://api.dialnexa.com", False),
+        ("https://api.dialnexa.com/", False),
+        ("https://proxy.corp.test/dialnexa", False),
+        ("https://v1.dialnexa.test/leads", False),
+    ],
+)
+def test_a_version_segment_is_looked_for_in_the_path(base_url: str, versioned: bool) -> None:
+    """Only a path segment like v1 or v2beta counts as the API version, never the host."""
+    assert has_version_segment(base_url) is versioned

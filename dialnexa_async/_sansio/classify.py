@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 
@@ -11,6 +12,7 @@ from .._errors import (
     APIConnectionError,
     APIStatusError,
     DialNexaError,
+    RouteNotFoundError,
     make_status_error,
 )
 from .headers import RateLimitInfo, parse_retry_after
@@ -46,6 +48,23 @@ def envelope_message(payload: object) -> str | None:
         return "; ".join(str(item) for item in message)
     error = payload.get("error")
     return error if isinstance(error, str) and error else None
+
+
+_UNKNOWN_ROUTE = re.compile(r"\bCannot (?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) /")
+"""How NestJS (in its JSON envelope) and Express (in an HTML page) word a path they do not
+route: ``Cannot GET /campaigns-leads/x``. A missing lead says ``Lead not found``."""
+
+
+def names_unknown_route(payload: object) -> bool:
+    """Whether a 404's decoded body is a server's answer to a path it does not route.
+
+    Args:
+        payload: the decoded error body: the JSON envelope, or text.
+    """
+    if isinstance(payload, Mapping):
+        message = envelope_message(payload)
+        return message is not None and _UNKNOWN_ROUTE.match(message) is not None
+    return isinstance(payload, str) and _UNKNOWN_ROUTE.search(payload) is not None
 
 
 def server_delay(status: int, headers: Mapping[str, str], now: float) -> float | None:
@@ -84,6 +103,14 @@ def status_error(
     if 300 <= status < 400:
         location = headers.get("location")
         message = f"{message}: redirect not followed" + (f" (to {location})" if location else "")
+    if status == 404 and names_unknown_route(payload):
+        return RouteNotFoundError(
+            message,
+            status_code=status,
+            body=payload,
+            request_id=headers.get("x-request-id"),
+            attempts=attempts,
+        )
     return make_status_error(
         status,
         message,

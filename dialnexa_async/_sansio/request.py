@@ -136,6 +136,19 @@ def api_key_problem(key: str, name: str = "the API key") -> str | None:
     raise AssertionError("unreachable: a key failing the fast check holds such a character")
 
 
+_VERSION_SEGMENT = re.compile(r"v[0-9]+[a-z0-9]*", re.IGNORECASE)
+
+
+def has_version_segment(base_url: str) -> bool:
+    """Whether the path of ``base_url`` names an API version (``/v1``, ``/api/v2beta``...).
+
+    The API's routes all live under ``/v1``; without a version segment every request meets
+    a 404 for a route that does not exist, unless a proxy adds the version itself.
+    """
+    path = urlsplit(base_url).path
+    return any(_VERSION_SEGMENT.fullmatch(segment) for segment in path.split("/"))
+
+
 def user_agent(aiohttp_version: str) -> str:
     """The ``User-Agent`` naming the SDK, Python and aiohttp versions."""
     python = f"{platform.python_implementation()}/{sys.version_info[0]}.{sys.version_info[1]}"

@@ -25,8 +25,9 @@ __all__ = ["Outcome", "run_bulk", "run_until_signal", "stop_on_signals"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-# The key is refused for every id alike: recording it per id would make a rerun skip them all.
-_REFUSALS = (dnx.AuthenticationError, dnx.PermissionDeniedError)
+# The key is refused, or the base URL names no route, for every id alike: recording it per id
+# would make a rerun (with the right key or URL) skip them all.
+_REFUSALS = (dnx.AuthenticationError, dnx.PermissionDeniedError, dnx.RouteNotFoundError)
 
 
 @attrs.frozen
@@ -36,7 +37,7 @@ class Outcome:
     Args:
         elapsed: seconds from the first request to the end.
         stopped_by: the signal that stopped it early, if one did.
-        refused: the 401/403 that stopped it, if one did.
+        refused: the 401/403, or the 404 of a route the API does not have, that stopped it.
     """
 
     elapsed: float

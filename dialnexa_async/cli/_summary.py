@@ -78,7 +78,7 @@ def render_summary(
         asked: ids this run set out to fetch.
         skipped: ids left alone because earlier runs settled them.
         stopped_by: the signal that stopped the run early, if one did.
-        refused: the 401/403 that stopped the run, if one did.
+        refused: the 401/403 (or route 404) that stopped the run, if one did.
     """
     done = tally.done
     rate = done / elapsed if elapsed > 0 else 0.0
@@ -96,7 +96,13 @@ def render_summary(
         f"(429), {stats.server_errors} server errors, {stats.connection_errors} connection errors"
     )
     lines.append(f"cooldown {stats.cooldown_seconds:.1f}s waiting out the server's rate limit")
-    if refused is not None:
+    if isinstance(refused, dnx.RouteNotFoundError):
+        lines.append(
+            f"stopped: the API has no such route ({type(refused).__name__}: "
+            f"{refused.message}): check --base-url / DIALNEXA_BASE_URL, which must include "
+            f"the API version (/v1); {asked - done} ids were not fetched and not recorded"
+        )
+    elif refused is not None:
         lines.append(
             f"stopped: the server refused the API key ({type(refused).__name__}: "
             f"{refused.message}); {asked - done} ids were not fetched and not recorded"
