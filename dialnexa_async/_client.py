@@ -170,7 +170,7 @@ class AsyncDialNexa:
         """Cumulative counters of this client's traffic."""
 
     def __repr__(self) -> str:
-        if not hasattr(self, "_closed"):
+        if not hasattr(self, "stats"):  # set last in __init__
             # Half built: a traceback printer showing __init__'s locals asks for this too.
             return f"<{type(self).__name__} (not built)>"
         return (
