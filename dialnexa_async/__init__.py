@@ -19,6 +19,7 @@ from ._errors import (
     ResponseValidationError,
 )
 from ._models import Lead, LeadResult, LeadStatus
+from ._redis_store import RedisRateStore
 from ._stats import ClientStats
 from ._version import __version__
 
@@ -41,6 +42,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedisRateStore",
     "ResponseTooLargeError",
     "ResponseValidationError",
     "SystemClock",

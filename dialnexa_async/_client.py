@@ -15,9 +15,11 @@ from ._clock import Clock, SystemClock
 from ._errors import APIStatusError, DialNexaError, RateLimitError
 from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
+from ._rate_store import RateStore
 from ._retry import RetryPolicy
 from ._sansio.interpret import interpret
 from ._sansio.request import default_headers, lead_url, normalize_base_url, user_agent
+from ._shared_control import key_id_of
 from ._stats import ClientStats
 from ._transport import AiohttpTransport, SSLOption, StaleConnection
 
@@ -47,6 +49,9 @@ class AsyncDialNexa:
         ssl: ``None`` for default certificate verification, or an ``ssl.SSLContext``.
         clock: where time is read and waits are slept; pass a ``VirtualClock`` in tests to
             make every retry wait and cooldown instant.
+        rate_store: where rate-control state lives: ``None`` keeps it in this client; a
+            ``RedisRateStore`` shares the server's pause, its window budget, the learned rate
+            and the ``rate_limit`` cap with every client on the same Redis and key id.
 
     Raises:
         DialNexaError: no API key was given or found in the environment.
@@ -67,6 +72,7 @@ class AsyncDialNexa:
         max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
         ssl: SSLOption = None,
         clock: Clock | None = None,
+        rate_store: RateStore | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
         if not key:
@@ -95,6 +101,8 @@ class AsyncDialNexa:
             rate_limit=rate_limit,
             max_wait=max_retry_wait,
             max_concurrency=max_concurrency,
+            store=rate_store,
+            key_id=key_id_of(key),
         )
         self._policy = RetryPolicy(
             max_retries=max_retries,
@@ -153,6 +161,7 @@ class AsyncDialNexa:
         """Close the connection pool the client created; harmless to call twice."""
         self._closed = True
         await self._transport.close()
+        await self._rate.aclose()
 
     def _ensure_open(self) -> None:
         if self._closed:
