@@ -5,7 +5,8 @@ adaptive rate, the inferred window). This bridge adds what a store shares:
 
 - **Reports.** A pause the client began, a pause one of its probes ended, a budget a probe
   beat, and the window budget each answer stated (on the shared sequence number of its
-  request) go to the store; urgent ones at once, the rest with the next sync.
+  request) go to the store; urgent ones (those, and a budget stated spent) at once, the rest
+  with the next sync.
 - **Adoption.** A pause or spent budget another client met is held here as if this client had
   met it, with the same probes; a budget another client found untrustworthy is dropped here.
 - **Turns.** While paced, or while answers state a budget, each request syncs once before it
@@ -186,6 +187,9 @@ class SharedRateControl:
             )
             if len(pending) > MAX_PENDING:
                 del pending[0]
+            if info.remaining == 0 and self.joined:
+                self._publish_soon()  # a spent budget: the other clients should stop now
+                return
         if self.joined and self._urgent(now):
             self._publish_soon()
 

@@ -97,7 +97,7 @@ class RedisServer:
                 process.kill()
                 process.wait()
 
-    def keys(self) -> list[str]:
+    def key_names(self) -> list[str]:
         """Every key name in the server now, by SCAN."""
         import redis
 

@@ -154,7 +154,7 @@ async def test_every_key_names_the_key_id_and_never_the_secret(
         results = await client.get_leads([f"lead_{i}" for i in range(60)])
     assert all(r.ok for r in results)
     assert client.stats.rate_limited > 0  # the window was met: a pause and a budget were shared
-    keys = redis_server.keys()
+    keys = redis_server.key_names()
     assert keys == [f"crm-sync:{{{KEY_ID}}}:clients", f"crm-sync:{{{KEY_ID}}}:state"]
     assert all(KEY_ID in key and SECRET not in key for key in keys)
     assert SECRET not in repr(store)
@@ -217,7 +217,7 @@ async def test_redis_killed_mid_run_costs_no_id_and_is_rejoined_after_a_restart(
     assert "unavailable" in warnings[0].getMessage()
     assert any("answers again" in r.getMessage() for r in caplog.records)
     assert shared.failures >= 1
-    assert redis_server.keys()  # syncing again after the restart
+    assert redis_server.key_names()  # syncing again after the restart
 
 
 async def test_a_pause_met_in_one_process_holds_another_process(
