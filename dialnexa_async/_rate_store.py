@@ -21,7 +21,9 @@ store runs it, and it is the reference the Lua script is tested against.
 Invariants:
 - The shared pause only moves later, except to end at once when a probe ended that very pause.
 - No request is admitted while the shared pause or spent budget holds it, unless it is a
-  probe; every admitted request takes the next sequence number.
+  probe, and probes through a hold go one per ``probe_gap`` among all clients. Every
+  admitted request takes the next sequence number; requests asking together are admitted in
+  order until one is held.
 - A paced request is booked a slot at least one interval after the previous booking; a slot
   booked up to ``CATCH_UP`` seconds late keeps the schedule (``GcraPacer.take``).
 """
@@ -81,10 +83,15 @@ class Report(NamedTuple):
     """The rate the client learned (its share of the server's); ``None`` while unpaced."""
     cap: float | None
     """The client's ``rate_limit``."""
-    admit: bool = False
-    """Take the next sequence number (and, when paced, a send slot) if nothing holds it."""
+    admit: int = 0
+    """Requests asking to go: each, unless something holds it, takes the next sequence
+    number (and, when paced, the next send slot); they are admitted in order until one is
+    held."""
     probe: bool = False
-    """The request is a probe through a hold: admitted whatever holds, and never paced."""
+    """The request is a probe through a hold: admitted whatever holds, and never paced, unless
+    another client's probe went out less than its ``probe_gap`` ago."""
+    probe_gap: float = 0.0
+    """Seconds no other client's probe may go after this one."""
     honour_pause: bool = True
     """Whether the shared pause holds this client (off once its probes beat pauses)."""
     pause: float = 0.0
@@ -101,18 +108,20 @@ class View(NamedTuple):
 
     now: float
     """The store's time (Redis ``TIME``), in seconds."""
-    admitted: bool
-    """Whether the request may go (after ``wait``); ``False`` for a sync that asked nothing."""
+    admitted: int
+    """How many of the requests asking may go, the first ones (0 for a sync that asked none)."""
     seq: int
-    """The shared sequence number the request took (0: none)."""
+    """The shared sequence number the first of them took (the next took the next; 0: none)."""
     wait: float
-    """Seconds until the booked slot when admitted; else until the hold ends."""
+    """Seconds until the first one's slot when any was admitted; else until the hold ends."""
+    interval: float
+    """Seconds between the slots booked for the admitted ones (0: unpaced)."""
     pause: float
     """Seconds left in the shared pause."""
     pause_id: int
     """The shared pause's number."""
     budget_wait: float
-    """Seconds left holding a spent budget (0: none or untrusted)."""
+    """Seconds a spent budget holds the next request (0: none, or untrusted)."""
     budget_active: bool
     """Answers have stated a budget: every request needs a shared sequence number."""
     untrusted: bool
@@ -162,6 +171,7 @@ class SharedLimit:
         self.untrusted = False
         self.tat = -math.inf
         self.interval = 0.0
+        self.probe_next = -math.inf
         self.clients: dict[str, tuple[float, float | None, float | None]] = {}
 
     def step(self, report: Report, now: float) -> View:
@@ -181,30 +191,43 @@ class SharedLimit:
         for observation in report.observations:
             self._observe(observation, now)
         pause_left = max(0.0, self.pause_until - now)
-        budget_wait = 0.0 if self.untrusted else self._budget_wait(now)
-        admitted = False
+        admitted = 0
         seq = 0
         wait = 0.0
-        if report.admit:
-            held = max(pause_left if report.honour_pause else 0.0, budget_wait)
-            if report.probe or held <= 0:
-                admitted = True
-                assert self.sent is not None
-                self.sent += 1
+        gap = 0.0
+        held = 0.0
+        for _ in range(report.admit):
+            budget = 0.0 if self.untrusted else self._budget_wait(now)
+            held = max(pause_left if report.honour_pause else 0.0, budget)
+            if report.probe and held > 0:
+                if now < self.probe_next:
+                    held = self.probe_next - now  # one probe at a time, for every client
+                    break
+                self.probe_next = now + report.probe_gap
+            elif held > 0:
+                break
+            assert self.sent is not None
+            self.sent += 1
+            admitted += 1
+            if admitted == 1:
                 seq = self.sent
-                if rate is not None and not report.probe:
-                    tat = self.tat
-                    if tat < now - CATCH_UP:
-                        tat = now
+            if rate is not None and not report.probe:
+                tat = self.tat
+                if tat < now - CATCH_UP:
+                    tat = now
+                if admitted == 1:
                     wait = max(0.0, tat - now)
-                    self.tat = tat + self.interval
-            else:
-                wait = held
+                    gap = self.interval
+                self.tat = tat + self.interval
+        if report.admit and not admitted:
+            wait = held
+        budget_wait = 0.0 if self.untrusted else self._budget_wait(now)
         return View(
             now=now,
             admitted=admitted,
             seq=seq,
             wait=wait,
+            interval=gap,
             pause=pause_left,
             pause_id=self.pause_id,
             budget_wait=budget_wait,

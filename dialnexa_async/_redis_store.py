@@ -29,8 +29,12 @@ __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TIMEOUT", "KEY_TTL", "SYNC_SCRIPT", "Re
 DEFAULT_NAMESPACE = "dialnexa"
 """The prefix of every key the store writes, unless ``namespace=`` says otherwise."""
 
-DEFAULT_TIMEOUT = 0.05
-"""Seconds a sync may take before the client stops waiting and paces alone."""
+DEFAULT_TIMEOUT = 0.25
+"""Seconds a sync may take before the client stops waiting and paces alone. A loopback
+Redis answers in well under a millisecond; what takes longer on a busy host is the client's
+own event loop, which on the shared 2-core benchmark machine stalled for 50-300 ms at times,
+and at 50 ms each such stall cost a second of pacing alone. A Redis that is down refuses the
+connection at once, whatever this says."""
 
 KEY_TTL = 86_400
 """Seconds the shared state outlives its last use (a day: the longest wait a server states)."""
@@ -43,8 +47,9 @@ EXTRA_HINT = "pip install 'dialnexa-async[redis]'"
 SYNC_SCRIPT = """
 -- SharedLimit.step (dialnexa_async/_rate_store.py), line for line, on Redis TIME.
 -- KEYS: state hash, clients hash.
--- ARGV: client, rate, cap, admit, probe, honour_pause, pause, pause_ended, untrust,
---       live_seconds, catch_up, ttl_ms, n, then n x (seq, remaining, reset, limit, sent_age, age).
+-- ARGV: client, rate, cap, admit (a count), probe, honour_pause, pause, pause_ended, untrust,
+--       live_seconds, catch_up, ttl_ms, n, probe_gap,
+--       then n x (seq, remaining, reset, limit, sent_age, age).
 -- An absent number is ''; an absent field is an infinity (see SharedLimit.__init__).
 if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes, Redis < 5
 local t = redis.call('TIME')
@@ -67,6 +72,7 @@ local length = tonumber(s.length or '0')
 local untrusted = s.untrusted == '1'
 local tat = opt(s.tat)
 local interval = tonumber(s.interval or '0')
+local probe_next = opt(s.probe_next)
 
 -- _rate: record the client; the live clients' summed rate, capped.
 local live_seconds = tonumber(ARGV[10])
@@ -118,7 +124,7 @@ if ARGV[9] == '1' then untrusted = true end
 -- _observe: HeaderBudget.observe on the shared sequence
 local n = tonumber(ARGV[13])
 for i = 0, n - 1 do
-  local b = 14 + i * 6
+  local b = 15 + i * 6
   local seq = tonumber(ARGV[b])
   if seq > 0 then
     local remaining, reset = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
@@ -140,37 +146,50 @@ for i = 0, n - 1 do
 end
 
 -- _budget_wait: HeaderBudget.wait for the next shared request
-local pause_left = 0
-if pause_until ~= nil and pause_until > now then pause_left = pause_until - now end
-local budget_wait = 0
-if not untrusted and last_seq ~= nil and sent >= last_seq then
+local function budget_wait_next()
+  if untrusted or last_seq == nil or sent < last_seq then return 0 end
   if win_end == nil or now >= win_end then
     if limit == nil then last_seq = nil else last_seq = sent + limit end
     win_end = now + 2 * length
-  else
-    budget_wait = win_end - now
+    return 0
   end
+  return win_end - now
 end
 
--- admission, and a slot on the schedule when paced
-local admitted, seq, wait = 0, 0, 0
-if ARGV[4] == '1' then
-  local held = budget_wait
-  if ARGV[6] == '1' and pause_left > held then held = pause_left end
-  if ARGV[5] == '1' or held <= 0 then
-    admitted = 1
-    sent = sent + 1
-    seq = sent
-    if pacing ~= nil and ARGV[5] ~= '1' then
-      local slot = tat
-      if slot == nil or slot < now - tonumber(ARGV[11]) then slot = now end
-      if slot > now then wait = slot - now end
-      tat = slot + interval
+local pause_left = 0
+if pause_until ~= nil and pause_until > now then pause_left = pause_until - now end
+
+-- admission in order until one is held, each with a slot on the schedule when paced
+local want, probe, honour = tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6] == '1'
+local admitted, seq, wait, gap, held = 0, 0, 0, 0, 0
+for _ = 1, want do
+  local budget = budget_wait_next()
+  held = budget
+  if honour and pause_left > held then held = pause_left end
+  if probe and held > 0 then
+    if probe_next ~= nil and now < probe_next then
+      held = probe_next - now
+      break
     end
-  else
-    wait = held
+    probe_next = now + tonumber(ARGV[14])
+  elseif held > 0 then
+    break
+  end
+  sent = sent + 1
+  admitted = admitted + 1
+  if admitted == 1 then seq = sent end
+  if pacing ~= nil and not probe then
+    local slot = tat
+    if slot == nil or slot < now - tonumber(ARGV[11]) then slot = now end
+    if admitted == 1 then
+      if slot > now then wait = slot - now end
+      gap = interval
+    end
+    tat = slot + interval
   end
 end
+if want > 0 and admitted == 0 then wait = held end
+local budget_wait = budget_wait_next()
 
 local sets, dels = {}, {}
 local function put(field, v)
@@ -191,6 +210,7 @@ put('length', length)
 put('untrusted', untrusted and 1 or 0)
 put('tat', tat)
 put('interval', interval)
+put('probe_next', probe_next)
 redis.call('HSET', state_key, unpack(sets))
 if #dels > 0 then redis.call('HDEL', state_key, unpack(dels)) end
 local ttl = tonumber(ARGV[12])
@@ -201,8 +221,9 @@ local active = 0
 if win_end ~= nil and not untrusted then active = 1 end
 local pacing_out = ''
 if pacing ~= nil then pacing_out = fmt(pacing) end
-return {fmt(now), tostring(admitted), fmt(seq), fmt(wait), fmt(pause_left), tostring(pause_id),
-        fmt(budget_wait), tostring(active), untrusted and '1' or '0', pacing_out, tostring(live)}
+return {fmt(now), tostring(admitted), fmt(seq), fmt(wait), fmt(gap), fmt(pause_left),
+        tostring(pause_id), fmt(budget_wait), tostring(active), untrusted and '1' or '0',
+        pacing_out, tostring(live)}
 """
 
 
@@ -216,7 +237,7 @@ def sync_args(report: Report) -> list[str]:
         report.client,
         _number(report.rate),
         _number(report.cap),
-        "1" if report.admit else "0",
+        str(int(report.admit)),
         "1" if report.probe else "0",
         "1" if report.honour_pause else "0",
         repr(float(report.pause)),
@@ -226,6 +247,7 @@ def sync_args(report: Report) -> list[str]:
         repr(CATCH_UP),
         str(KEY_TTL * 1000),
         str(len(report.observations)),
+        repr(float(report.probe_gap)),
     ]
     for seen in report.observations:
         args += [
@@ -244,16 +266,17 @@ def parse_view(raw: Sequence[Any]) -> View:
     text = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
     return View(
         now=float(text[0]),
-        admitted=text[1] == "1",
+        admitted=int(text[1]),
         seq=int(text[2]),
         wait=float(text[3]),
-        pause=float(text[4]),
-        pause_id=int(text[5]),
-        budget_wait=float(text[6]),
-        budget_active=text[7] == "1",
-        untrusted=text[8] == "1",
-        rate=float(text[9]) if text[9] else None,
-        clients=int(text[10]),
+        interval=float(text[4]),
+        pause=float(text[5]),
+        pause_id=int(text[6]),
+        budget_wait=float(text[7]),
+        budget_active=text[8] == "1",
+        untrusted=text[9] == "1",
+        rate=float(text[10]) if text[10] else None,
+        clients=int(text[11]),
     )
 
 

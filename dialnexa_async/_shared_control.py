@@ -10,9 +10,11 @@ adaptive rate, the inferred window). This bridge adds what a store shares:
 - **Adoption.** A pause or spent budget another client met is held here as if this client had
   met it, with the same probes; a budget another client found untrustworthy is dropped here.
 - **Turns.** While paced, or while answers state a budget, each request syncs once before it
-  goes (a shared sequence number, and a slot on the shared schedule); one request of the
-  client at a time books a slot, so a rate that changes applies within a slot or two. While
-  nothing is throttled a client syncs at most every ``REFRESH`` seconds.
+  goes (a shared sequence number, and a slot on the shared schedule). Paced, one request of
+  the client at a time books a slot, so a rate that changes applies within a slot or two;
+  unpaced, the requests that ask while a sync is out go together in the next one, so a client
+  has one sync out at a time. While nothing is throttled a client syncs at most every
+  ``REFRESH`` seconds.
 - **Fallback.** A store that fails or answers late is left for ``REJOIN_AFTER`` seconds: the
   client paces alone at its share of the last shared rate (the rate over the clients then
   live; its own learned rate is its share already), logs one warning per outage, and rejoins
@@ -20,7 +22,7 @@ adaptive rate, the inferred window). This bridge adds what a store shares:
 
 Invariants:
 - At most one sync per request on the way out, none for a request of an unthrottled client
-  between refreshes.
+  between refreshes, and at most one batch sync of the client out at a time.
 - Nothing the store holds is adopted twice: a pause by its number, a budget by its end.
 - The API key is never reported, logged or used in a key: only its id (``key_id_of``).
 """
@@ -36,6 +38,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from ._clock import Clock
+from ._pause import MIN_PROBE_GAP, PROBES
 from ._rate_store import Observation, RateStore, RateStoreUnavailable, Report, View
 from ._sansio.headers import RateLimitInfo
 
@@ -100,6 +103,8 @@ class SharedRateControl:
         """Syncs that got an answer."""
         self.failures = 0
         """Syncs that did not."""
+        self.outages = 0
+        """Times the client went from sharing to pacing alone."""
         self._synced_at = -math.inf
         self._pause_until = -math.inf  # the shared pause's end, on this client's clock
         self._retry_at = -math.inf
@@ -109,6 +114,9 @@ class SharedRateControl:
         self._untrust_sent = False
         self._seen_pause_id = 0
         self._turnstile = asyncio.Lock()
+        self._probe_out = False
+        self._batch: list[asyncio.Future[tuple[int, float] | None]] = []
+        self._driver: asyncio.Task[None] | None = None
         self._publishing: asyncio.Task[None] | None = None
         self._closed = False
         store.attach()
@@ -153,25 +161,90 @@ class SharedRateControl:
             ``(now, shared sequence number)`` when the request may go; ``None`` when the store
             holds it (the hold is adopted) or failed: the caller looks at its waits again.
         """
-        view = self.view
-        # One request at a time books a slot, so a rate that changes applies at the next one;
-        # and the very first sync goes alone, so a client's first burst learns the state once.
-        serial = not probe and (view is None or view.rate is not None)
-        if serial:
-            await self._turnstile.acquire()
-        try:
-            answer = await self._sync(admit=True, probe=probe)
-            if answer is None:
+        if probe:
+            if self._probe_out:
+                # This client's probe is on its way: the rest wait for it to be marked sent.
+                await self._clock.sleep(RECHECK)
                 return None
-            if not answer.admitted:
-                await self._clock.sleep(min(answer.wait, RECHECK))
+            self._probe_out = True
+            try:
+                turn = await self._admit_alone(probe=True)
+            finally:
+                self._probe_out = False
+            if turn is not None and not turn[0]:
+                await self._clock.sleep(turn[1])  # another client's probe went just now
                 return None
-            if answer.wait > 0:
-                await self._clock.sleep(answer.wait)
-            return self._clock.monotonic(), answer.seq
-        finally:
-            if serial:
-                self._turnstile.release()
+        elif self.view is None or self.view.rate is not None:
+            # One request at a time books a slot, so a rate that changes applies at the next
+            # one; and the very first sync goes alone, so the first burst learns the state once.
+            batched = False
+            async with self._turnstile:
+                view = self.view
+                if view is None or view.rate is not None:
+                    turn = await self._admit_alone(probe=False)
+                elif self.quiet(now := self._clock.monotonic()):
+                    return now, 0  # the sync ahead found nothing throttling anyone
+                else:
+                    batched = True  # unpaced after all: go with the next batch
+            if batched:
+                turn = await self._admit_together()
+        else:
+            turn = await self._admit_together()
+        if turn is None:
+            return None
+        seq, wait = turn
+        if not seq:
+            await self._clock.sleep(min(wait, RECHECK))
+            return None
+        if wait > 0:
+            await self._clock.sleep(wait)
+        return self._clock.monotonic(), seq
+
+    async def _admit_alone(self, *, probe: bool) -> tuple[int, float] | None:
+        """One sync for one request: ``(seq, wait)``, seq 0 when held; ``None``: failed."""
+        view = await self._sync(admit=1, probe=probe)
+        if view is None:
+            return None
+        return (view.seq, view.wait) if view.admitted else (0, view.wait)
+
+    async def _admit_together(self) -> tuple[int, float] | None:
+        """Join the next batch: while unpaced, the requests asking meanwhile share one sync."""
+        future: asyncio.Future[tuple[int, float] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._batch.append(future)
+        driver = self._driver
+        if driver is None or driver.done():
+            self._driver = asyncio.get_running_loop().create_task(self._drive())
+        return await future
+
+    async def _drive(self) -> None:
+        """Sync for the waiting requests, a batch at a time, until none wait."""
+        while self._batch:
+            batch = [future for future in self._batch if not future.done()]
+            self._batch = []
+            if not batch:
+                continue
+            try:
+                view = await self._sync(admit=len(batch))
+            except BaseException as error:
+                for future in batch:
+                    if future.done():
+                        continue
+                    if isinstance(error, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(error)
+                raise
+            for number, future in enumerate(batch):
+                if future.done():
+                    continue  # cancelled meanwhile: its number goes unused
+                if view is None:
+                    future.set_result(None)
+                elif number < view.admitted:
+                    future.set_result((view.seq + number, view.wait + number * view.interval))
+                else:
+                    future.set_result((0, view.wait if not view.admitted else RECHECK))
 
     def observed(self, info: RateLimitInfo | None, ticket: Ticket, now: float) -> None:
         """Note an answer: its stated budget for the next sync; publish a new event at once."""
@@ -194,14 +267,22 @@ class SharedRateControl:
             self._publish_soon()
 
     def local_ceiling(self, cap: float | None) -> float | None:
-        """The cap on the client's own pacer: its share of the shared rate while cut off."""
+        """The cap on the client's own pacer: its share of the shared rate while cut off.
+
+        The shared rate is the store's pacing rate, the cap, and a window budget's limit
+        over its length (alone, the client's own budget counts only its own requests).
+        """
         if self.joined:
             return cap
         view = self.view
         if view is None:
             return cap
+        budget = self._control.budget
+        window = None
+        if view.budget_active and budget.limit is not None and budget.length > 0:
+            window = budget.limit / budget.length
         shares = max(1, view.clients)
-        limits = [x / shares for x in (view.rate, cap) if x is not None]
+        limits = [x / shares for x in (view.rate, cap, window) if x is not None]
         return min(limits) if limits else None
 
     async def close(self) -> None:
@@ -209,9 +290,14 @@ class SharedRateControl:
         if self._closed:
             return
         self._closed = True
+        driver = self._driver
+        if driver is not None and not driver.done():
+            driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver
         task = self._publishing
         if task is not None and not task.done():
-            task.cancel()
+            # What this client met last (its 429, say) should still reach the others.
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._store.release()
@@ -236,7 +322,7 @@ class SharedRateControl:
     async def _publish(self) -> None:
         await self._sync()
 
-    def _report(self, now: float, admit: bool, probe: bool) -> Report:
+    def _report(self, now: float, admit: int, probe: bool) -> Report:
         """What to tell the store now; marks what it tells as told."""
         control = self._control
         pause = control.pause
@@ -252,12 +338,14 @@ class SharedRateControl:
         if untrust:
             self._untrust_sent = True
         pending, self._pending = self._pending, []
+        holding = max(pause.until, control.budget_hold.until, control.bare_hold.until) - now
         return Report(
             client=self._client,
             rate=None if control.window.engaged else control.model.rate,
             cap=control.rate_cap,
             admit=admit,
             probe=probe,
+            probe_gap=max(MIN_PROBE_GAP, holding / (PROBES + 1)) if probe else 0.0,
             honour_pause=pause.trusted,
             pause=published,
             pause_ended=ended,
@@ -268,7 +356,7 @@ class SharedRateControl:
             ),
         )
 
-    async def _sync(self, *, admit: bool = False, probe: bool = False) -> View | None:
+    async def _sync(self, *, admit: int = 0, probe: bool = False) -> View | None:
         """One round trip: report, then adopt the answer; ``None`` when the store failed."""
         clock = self._clock
         report = self._report(clock.monotonic(), admit, probe)
@@ -287,6 +375,14 @@ class SharedRateControl:
         self.view = view
         self._synced_at = now
         self._pause_until = now + view.pause
+        if view.untrusted and control.budget_trusted:
+            control.budget_trusted = False
+            self._untrust_sent = True
+        if view.admitted:
+            # Holds wait for a sync that admitted nothing: adopted now, they would hold back
+            # the very requests the store just let go.
+            self._rejoined(control)
+            return
         pause = control.pause
         if view.pause_id != self._seen_pause_id:
             self._seen_pause_id = view.pause_id
@@ -300,9 +396,9 @@ class SharedRateControl:
             and now + view.budget_wait > hold.until + ADOPT_SLACK
         ):
             hold.hold(now, view.budget_wait)
-        if view.untrusted and control.budget_trusted:
-            control.budget_trusted = False
-            self._untrust_sent = True
+        self._rejoined(control)
+
+    def _rejoined(self, control: ClientRateControl) -> None:
         if not self.joined:
             self.joined = True
             logger.info("rate store %r answers again: the limit is shared again", self._store)
@@ -318,6 +414,7 @@ class SharedRateControl:
         self._pending.clear()
         if self.joined:
             self.joined = False
+            self.outages += 1
             logger.warning(
                 "rate store %r unavailable (%s): pacing alone at this client's share of "
                 "the last shared rate until it answers",

@@ -73,8 +73,9 @@ async def test_the_lua_script_is_shared_limit_step_for_step(redis_server: RedisS
                 "client": rng.choice("abc"),
                 "rate": rng.choice((None, 50.0, 120.0)),
                 "cap": rng.choice((None, None, 80.0)),
-                "admit": rng.random() < 0.7,
+                "admit": rng.choice((0, 0, 1, 1, 1, 3)),
                 "probe": rng.random() < 0.1,
+                "probe_gap": rng.choice((0.0, 0.05)),
                 "honour_pause": rng.random() < 0.9,
                 "pause": rng.choice((0.0, 0.0, 0.0, 0.03, 0.2)),
                 "pause_ended": rng.choice((0, 0, 0, reference.pause_id)),
@@ -116,7 +117,7 @@ async def test_the_bucket_never_over_admits_under_eight_concurrent_clients(
 
     async def client(number: int, store: dnx.RedisRateStore) -> None:
         while time.monotonic() < deadline:
-            view = await store.sync(KEY_ID, Report(f"c{number}", None, rate, admit=True))
+            view = await store.sync(KEY_ID, Report(f"c{number}", None, rate, admit=1))
             assert view.admitted
             seqs.append(view.seq)
             sends.append(view.now + view.wait)  # the earliest it may go, on Redis's clock
@@ -173,11 +174,11 @@ async def test_a_stalled_redis_is_given_up_on_within_the_timeout(
         try:
             started = time.monotonic()
             with pytest.raises(RateStoreUnavailable):
-                await store.sync(KEY_ID, Report("a", None, None, admit=True))
+                await store.sync(KEY_ID, Report("a", None, None, admit=1))
             assert time.monotonic() - started < 0.5
         finally:
             os.kill(redis_server.process.pid, signal.SIGCONT)
-        assert (await store.sync(KEY_ID, Report("a", None, None, admit=True))).admitted
+        assert (await store.sync(KEY_ID, Report("a", None, None, admit=1))).admitted
     finally:
         await store.release()
 
