@@ -92,6 +92,10 @@ class Report(NamedTuple):
     another client's probe went out less than its ``probe_gap`` ago."""
     probe_gap: float = 0.0
     """Seconds no other client's probe may go after this one."""
+    paced: bool = True
+    """Whether the client paces its sends (a learned rate or a cap): only then does it take
+    slots on the shared schedule. One that bursts a window's budget, or has met no throttle
+    yet, goes as it would alone."""
     honour_pause: bool = True
     """Whether the shared pause holds this client (off once its probes beat pauses)."""
     pause: float = 0.0
@@ -211,7 +215,7 @@ class SharedLimit:
             admitted += 1
             if admitted == 1:
                 seq = self.sent
-            if rate is not None and not report.probe:
+            if rate is not None and report.paced and not report.probe:
                 tat = self.tat
                 if tat < now - CATCH_UP:
                     tat = now

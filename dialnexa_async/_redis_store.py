@@ -48,7 +48,7 @@ SYNC_SCRIPT = """
 -- SharedLimit.step (dialnexa_async/_rate_store.py), line for line, on Redis TIME.
 -- KEYS: state hash, clients hash.
 -- ARGV: client, rate, cap, admit (a count), probe, honour_pause, pause, pause_ended, untrust,
---       live_seconds, catch_up, ttl_ms, n, probe_gap,
+--       live_seconds, catch_up, ttl_ms, n, probe_gap, paced,
 --       then n x (seq, remaining, reset, limit, sent_age, age).
 -- An absent number is ''; an absent field is an infinity (see SharedLimit.__init__).
 if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes, Redis < 5
@@ -124,7 +124,7 @@ if ARGV[9] == '1' then untrusted = true end
 -- _observe: HeaderBudget.observe on the shared sequence
 local n = tonumber(ARGV[13])
 for i = 0, n - 1 do
-  local b = 15 + i * 6
+  local b = 16 + i * 6
   local seq = tonumber(ARGV[b])
   if seq > 0 then
     local remaining, reset = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
@@ -178,7 +178,7 @@ for _ = 1, want do
   sent = sent + 1
   admitted = admitted + 1
   if admitted == 1 then seq = sent end
-  if pacing ~= nil and not probe then
+  if pacing ~= nil and ARGV[15] == '1' and not probe then
     local slot = tat
     if slot == nil or slot < now - tonumber(ARGV[11]) then slot = now end
     if admitted == 1 then
@@ -248,6 +248,7 @@ def sync_args(report: Report) -> list[str]:
         str(KEY_TTL * 1000),
         str(len(report.observations)),
         repr(float(report.probe_gap)),
+        "1" if report.paced else "0",
     ]
     for seen in report.observations:
         args += [

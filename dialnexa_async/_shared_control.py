@@ -174,13 +174,13 @@ class SharedRateControl:
             if turn is not None and not turn[0]:
                 await self._clock.sleep(turn[1])  # another client's probe went just now
                 return None
-        elif self.view is None or self.view.rate is not None:
+        elif self.view is None or (self.view.rate is not None and self._paced()):
             # One request at a time books a slot, so a rate that changes applies at the next
             # one; and the very first sync goes alone, so the first burst learns the state once.
             batched = False
             async with self._turnstile:
                 view = self.view
-                if view is None or view.rate is not None:
+                if view is None or (view.rate is not None and self._paced()):
                     turn = await self._admit_alone(probe=False)
                 elif self.quiet(now := self._clock.monotonic()):
                     return now, 0  # the sync ahead found nothing throttling anyone
@@ -199,6 +199,10 @@ class SharedRateControl:
         if wait > 0:
             await self._clock.sleep(wait)
         return self._clock.monotonic(), seq
+
+    def _paced(self) -> bool:
+        """Whether this client paces itself (a learned rate or a cap), so takes shared slots."""
+        return self._control.send_rate_cap is not None
 
     async def _admit_alone(self, *, probe: bool) -> tuple[int, float] | None:
         """One sync for one request: ``(seq, wait)``, seq 0 when held; ``None``: failed."""
@@ -346,6 +350,7 @@ class SharedRateControl:
             admit=admit,
             probe=probe,
             probe_gap=max(MIN_PROBE_GAP, holding / (PROBES + 1)) if probe else 0.0,
+            paced=self._paced(),
             honour_pause=pause.trusted,
             pause=published,
             pause_ended=ended,

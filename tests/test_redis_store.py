@@ -76,6 +76,7 @@ async def test_the_lua_script_is_shared_limit_step_for_step(redis_server: RedisS
                 "admit": rng.choice((0, 0, 1, 1, 1, 3)),
                 "probe": rng.random() < 0.1,
                 "probe_gap": rng.choice((0.0, 0.05)),
+                "paced": rng.random() < 0.8,
                 "honour_pause": rng.random() < 0.9,
                 "pause": rng.choice((0.0, 0.0, 0.0, 0.03, 0.2)),
                 "pause_ended": rng.choice((0, 0, 0, reference.pause_id)),
@@ -102,7 +103,7 @@ async def test_the_lua_script_is_shared_limit_step_for_step(redis_server: RedisS
             await asyncio.sleep(rng.choice((0.0, 0.0, 0.005)))
     finally:
         await store.release()
-    assert len(seqs) > 50
+    assert len(seqs) > 30  # enough admissions to have exercised the budget and the pacing
 
 
 async def test_the_bucket_never_over_admits_under_eight_concurrent_clients(
