@@ -7,6 +7,7 @@ Examples::
     python -m benchmarks --with-million     # also walk 1,000,000 ids in the memory scenario
     python -m benchmarks --scenarios a,e    # only some scenarios ("c" is both rate-limit ones)
     python -m benchmarks --scenarios z      # the limiter zoo (~35 minutes; --quick: ~3)
+    python -m benchmarks --scenarios w      # many workers sharing a limit through Redis (~9 min)
     python -m benchmarks --profile sdk      # scenario (a) for one contender under pyinstrument
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _report, _runner, _zoo
+from . import _report, _runner, _workers, _zoo
 from ._contenders import LOOPS, REGISTRY, is_known, split_name
 from ._scenarios import (
     MEMORY_SIZES,
@@ -37,10 +38,10 @@ from ._scenarios import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCENARIO_ORDER = ("a", "b", "c-retry-after", "c-bare", "d", "e", "z")
-DEFAULT_SCENARIOS = tuple(name for name in SCENARIO_ORDER if name != "z")
+SCENARIO_ORDER = ("a", "b", "c-retry-after", "c-bare", "d", "e", "z", "w")
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIO_ORDER if name not in ("z", "w"))
 """What a run without ``--scenarios`` covers: everything but the zoo, which alone takes
-longer than the rest together."""
+longer than the rest together, and the many-workers fleets, which need redis-server."""
 _ALIASES = {"c": ("c-retry-after", "c-bare"), "all": SCENARIO_ORDER}
 _PACKAGES = (
     "dialnexa-async",
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_scenario_list,
         default=list(DEFAULT_SCENARIOS),
         help="comma-separated: a, b, c-retry-after, c-bare (c: both), d, e, z (the limiter "
-        "zoo, ~35 minutes), all (default: all but z)",
+        "zoo, ~35 minutes), w (many workers through Redis, ~9 minutes), all (default: all but "
+        "z and w)",
     )
     parser.add_argument(
         "--contenders",
@@ -246,6 +248,9 @@ def _run_scenario(
 ) -> dict[str, Any]:
     if scenario.kind == "zoo":
         return _run_zoo(scenario, ns, cores, rounds)
+    if scenario.kind == "workers":
+        _log(f"== {scenario.title}")
+        return _workers.run(cores, quick=ns.quick, scale=ns.scale, log=_log)
     contenders = _contenders_for(scenario, ns)
     rounds = _rounds_for(scenario, ns, rounds)
     runs: list[dict[str, Any]] = []
@@ -481,9 +486,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [
         run
         for name, data in results["scenarios"].items()
+        if SCENARIOS[name].kind != "workers"
         for run in data["runs"]
         if not run.get("intact" if SCENARIOS[name].retries else "passed")
     ]
+    workers = results["scenarios"].get("w", {}).get("summary", {})
+    killed = workers.get("killed")
+    failed += [row for row in workers.get("rows", ()) if "ids lost" in row["misses"]]
+    if killed is not None and (killed["lost"] or killed["finished"] < _workers.WORKERS):
+        failed.append(killed)
     if failed or results.get("micro", {}).get("crashed"):
         print(f"{len(failed)} run(s) failed their check or crashed", file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _zoo
+from . import _workers, _zoo
 from ._contenders import LOOP_SEPARATOR, split_name
 from ._scenarios import BASELINE, SCENARIOS
 
@@ -221,6 +221,9 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 clean == len(judged),
             )
         )
+    workers = scenarios.get("w", {}).get("summary")
+    if workers:
+        targets += [_target(*found) for found in _workers.targets(workers)]
     micro = results.get("micro", {}).get("cases", {})
     if MICRO_HEADLINE in micro:
         value = micro[MICRO_HEADLINE]["median_us"]
@@ -357,6 +360,10 @@ def _scenario_lines(name: str, data: Mapping[str, Any], markdown: bool) -> list[
     lines = [f"**{heading}**" if markdown else heading, ""]
     if spec.kind == "zoo":
         return [*lines, *_zoo_lines(data, markdown)]
+    if spec.kind == "workers":
+        for note, header, rows in _workers.table_lines(summary):
+            lines += [note, "", *_table(header, rows, markdown), ""]
+        return lines
     if spec.kind == "memory":
         header = ["contender", "ids", "peak RSS", "RSS after imports", "leads/s", "check"]
         rows = [

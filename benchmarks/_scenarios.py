@@ -47,7 +47,7 @@ UVLOOP_CONTENDERS = ("sdk@uvloop", "aiohttp@uvloop")
 ZOO_CONTENDERS = ("sdk", "aiohttp", "paced")
 """Who runs the limiter zoo: the SDK told nothing, the plain retry loop, and a paced loop."""
 
-Kind = Literal["throughput", "ratelimit", "memory", "zoo"]
+Kind = Literal["throughput", "ratelimit", "memory", "zoo", "workers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +58,8 @@ class Scenario:
         name: short key used on the command line and in the results.
         title: one line for tables and the chart.
         kind: ``throughput`` (leads/s), ``ratelimit`` (goodput and 429s), ``memory`` (RSS),
-            ``zoo`` (one run per row of ``_zoo.ZOO_ROWS``, each against a fresh simulator).
+            ``zoo`` (one run per row of ``_zoo.ZOO_ROWS``, each against a fresh simulator),
+            ``workers`` (fleets of processes on one key, ``_workers``).
         n: leads per run in a default run (the zoo sizes each row itself).
         quick_n: leads per run with ``--quick``.
         concurrency: requests in flight per contender.
@@ -177,6 +178,16 @@ SCENARIOS: dict[str, Scenario] = {
             quick_n=MEMORY_SIZES_QUICK[-1],
             contenders=("sdk-iter",),
             max_rounds=1,
+        ),
+        Scenario(
+            name="w",
+            title="(w) many workers: 4 processes on one key, rate control shared or not",
+            kind="workers",
+            n=0,
+            quick_n=0,
+            contenders=("sdk",),
+            max_rounds=1,
+            quick_max_rounds=1,
         ),
         Scenario(
             name="z",

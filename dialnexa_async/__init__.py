@@ -22,6 +22,7 @@ from ._errors import (
     UnsupportedEncodingError,
 )
 from ._models import Lead, LeadResult, LeadStatus
+from ._redis_store import RedisRateStore
 from ._stats import ClientStats
 from ._version import __version__
 
@@ -45,6 +46,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedisRateStore",
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RouteNotFoundError",

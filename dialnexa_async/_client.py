@@ -24,6 +24,7 @@ from ._errors import (
 from ._lifecycle import OTHER_LOOP, Lifecycle, WaitOverdue, closed_error, sleeps_until
 from ._models import Lead, LeadResult
 from ._rate_control import ClientRateControl, Ticket
+from ._rate_store import RateStore
 from ._redact import Redactor
 from ._retry import RetryPolicy
 from ._sansio.interpret import interpret
@@ -36,6 +37,7 @@ from ._sansio.request import (
     sends_in_clear,
     user_agent,
 )
+from ._shared_control import key_id_of
 from ._stats import ClientStats
 from ._transport import AiohttpTransport, SSLOption, StaleConnection
 
@@ -79,6 +81,9 @@ class AsyncDialNexa:
         ssl: ``None`` for default certificate verification, or an ``ssl.SSLContext``.
         clock: where time is read and waits are slept; pass a ``VirtualClock`` in tests to
             make every retry wait and cooldown instant.
+        rate_store: where rate-control state lives: ``None`` keeps it in this client; a
+            ``RedisRateStore`` shares the server's pause, its window budget, the learned rate
+            and the ``rate_limit`` cap with every client on the same Redis and key id.
 
     Raises:
         DialNexaError: no API key was given or found in the environment, or it holds a
@@ -104,6 +109,7 @@ class AsyncDialNexa:
         max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
         ssl: SSLOption = None,
         clock: Clock | None = None,
+        rate_store: RateStore | None = None,
     ) -> None:
         # The key leaves this frame's locals at once: a traceback of any error raised below
         # shows them (pytest --showlocals), and must not show the key.
@@ -149,6 +155,8 @@ class AsyncDialNexa:
             rate_limit=rate_limit,
             max_wait=max_retry_wait,
             max_concurrency=max_concurrency,
+            store=rate_store,
+            key_id=key_id_of(redactor.key),
         )
         self._policy = RetryPolicy(
             max_retries=max_retries,
@@ -227,6 +235,7 @@ class AsyncDialNexa:
             return
         lifecycle.close()
         await self._transport.close()
+        await self._rate.aclose()
 
     def _ensure_open(self) -> None:
         self._lifecycle.check()

@@ -38,8 +38,10 @@ from ._inferred_window import MIN_REST, InferredWindow
 from ._limiter import AdaptiveLimiter
 from ._pause import ServerPause
 from ._rate_model import LOG_SECONDS, AdmissionRate, GcraPacer
+from ._rate_store import RateStore
 from ._sansio.answer import Answer
 from ._send_meter import SendRateMeter
+from ._shared_control import SharedRateControl
 
 __all__ = ["Answer", "ClientRateControl", "GcraPacer", "RateControl", "Ticket"]
 
@@ -78,6 +80,8 @@ class Ticket(NamedTuple):
 
     seq: int
     sent_at: float
+    shared_seq: int = 0
+    """Its place in the order of every client on a shared store (0: none taken)."""
 
 
 class RateControl(Protocol):
@@ -101,6 +105,9 @@ class ClientRateControl:
         max_wait: the longest server-given pause a new request will sit out; a longer one
             fails at once with ``RateLimitError`` carrying the remaining wait.
         max_concurrency: the most requests in flight.
+        store: where state shared with other clients lives (``_rate_store``); ``None`` keeps
+            all of it here.
+        key_id: the API key's id, which names the shared state in ``store``.
     """
 
     def __init__(
@@ -110,6 +117,8 @@ class ClientRateControl:
         rate_limit: float | None,
         max_wait: float,
         max_concurrency: int = 64,
+        store: RateStore | None = None,
+        key_id: str = "",
     ) -> None:
         self._clock = clock
         self._ceiling = rate_limit
@@ -137,6 +146,8 @@ class ClientRateControl:
         self._long_streak_cleared = -math.inf  # when the last run of COSTLY_SECONDS ended
         self.admitted = 0
         """Answers other than 429 so far."""
+        # --- shared store hook: None keeps every bit of state in this client ---
+        self._shared = None if store is None else SharedRateControl(self, store, key_id, clock)
 
     def send_rate(self) -> float:
         """Requests sent per second over the last second."""
@@ -177,6 +188,8 @@ class ClientRateControl:
         now = self._clock.monotonic()
         if now < self.pause.until or now < self.budget_hold.until or now < self.bare_hold.until:
             return None
+        if self._shared is not None and not self._shared.quiet(now):
+            return None  # shared store hook: a sync is due, or another client is throttled
         self._seq += 1
         self.meter.record(now)
         return Ticket(self._seq, now)
@@ -190,8 +203,25 @@ class ClientRateControl:
                 call could carry probe after probe until its retries run out.
         """
         clock = self._clock
+        shared_seq = 0
         while True:
             now = await self._wait_for_room(may_probe)
+            # --- shared store hook: the store's turn replaces the local pacer while joined ---
+            shared = self._shared
+            if shared is not None and shared.may_sync(now):
+                turn = await shared.turn(probe=self._holding(now))
+                if turn is None:
+                    continue  # the store holds the request (adopted here), or it failed
+                now, shared_seq = turn
+                if self._turnstile and self._pacer is not None:
+                    # Requests still queue on the own schedule from a spell alone: go after
+                    # them, or both schedules together would send at twice the rate.
+                    await self._take_slot()
+                    now = clock.monotonic()
+                if self._room_wait(now, may_probe) <= 0:
+                    break
+                continue  # a pause began while this request waited for its slot
+            # --- end of the hook ---
             pacer = self._pacer
             if pacer is None or self._holding(now):
                 break  # no pacing, or a probe through a hold: its own spacing applies
@@ -210,7 +240,7 @@ class ClientRateControl:
         self.bare_hold.sent(self._seq, now)
         self.budget_hold.sent(self._seq, now)
         self.window.sent(self._seq, now)
-        return Ticket(self._seq, now)
+        return Ticket(self._seq, now, shared_seq)
 
     async def _take_slot(self) -> None:
         """Queue for the next pacing slot; only the head of the queue sleeps.
@@ -256,7 +286,8 @@ class ClientRateControl:
         """Seconds until no pause or spent budget holds the next request; raise if too long."""
         pause = self.pause
         hold = self.budget_hold
-        if self.budget_trusted:
+        # Shared store hook: while joined, the store's budget (every client's requests) holds.
+        if self.budget_trusted and (self._shared is None or not self._shared.joined):
             spent = self.budget.wait(self._seq, now)
             if spent > 0:
                 hold.hold(now, spent)
@@ -307,6 +338,8 @@ class ClientRateControl:
             self._admitted(ticket, now)
         else:
             self._throttled(answer, ticket, now)
+        if self._shared is not None:
+            self._shared.observed(info, ticket, now)  # shared store hook
 
     def observe_success(self, ticket: Ticket) -> None:
         """``observe`` for a 2xx without rate-limit headers (the common case), no ``Answer``."""
@@ -419,11 +452,35 @@ class ClientRateControl:
 
     def _apply_rate(self) -> None:
         rate = None if self.window.engaged else self.model.rate
-        if self._ceiling is not None:
-            rate = self._ceiling if rate is None else min(rate, self._ceiling)
+        ceiling = self._ceiling
+        if self._shared is not None:
+            ceiling = self._shared.local_ceiling(ceiling)  # shared store hook: a share, alone
+        if ceiling is not None:
+            rate = ceiling if rate is None else min(rate, ceiling)
         if rate is None:
             self._pacer = None
         elif self._pacer is None:
             self._pacer = GcraPacer(rate)
         else:
             self._pacer.rate = rate
+
+    # --- shared store hooks -----------------------------------------------------------------------
+
+    @property
+    def rate_cap(self) -> float | None:
+        """The fixed cap, ``rate_limit=``."""
+        return self._ceiling
+
+    @property
+    def shared(self) -> SharedRateControl | None:
+        """The link to the shared store, if the client has one."""
+        return self._shared
+
+    def share_changed(self) -> None:
+        """The client joined or left its shared store: its own pacer's cap changes."""
+        self._apply_rate()
+
+    async def aclose(self) -> None:
+        """Let go of the shared store, if any."""
+        if self._shared is not None:
+            await self._shared.close()

@@ -46,6 +46,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _redis_url(text: str) -> str:
+    # The URL is not echoed back: it may hold a password.
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError("expected a redis://, rediss:// or unix:// URL")
+    return text
+
+
 def _client_flags() -> argparse.ArgumentParser:
     """Flags every command that talks to the API shares."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -151,6 +158,14 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
         type=_positive_float,
         metavar="PER_SECOND",
         help="never send more requests per second than this (default: paced by the server)",
+    )
+    fetch.add_argument(
+        "--rate-store",
+        type=_redis_url,
+        metavar="URL",
+        help="share rate control through Redis (redis://host:port/db) with every other "
+        "process using the same key, e.g. several fetch processes splitting one input; "
+        "needs the redis extra",
     )
 
     # Only a name here: its flags are parsed by the simulator's own parser (see parse_args).

@@ -52,7 +52,7 @@ def make_client(
 
     Args:
         ns: parsed flags: ``base_url``, ``max_retries``, ``timeout`` and, when the command
-            has it, ``rate_limit``.
+            has them, ``rate_limit`` and ``rate_store``.
         api_key: the key to send.
         concurrency: the most requests in flight; raises the client's own cap to match.
 
@@ -71,7 +71,9 @@ def make_client(
     if concurrency is not None:
         options["max_concurrency"] = concurrency
     try:
+        if getattr(ns, "rate_store", None) is not None:
+            options["rate_store"] = dnx.RedisRateStore(ns.rate_store)
         return dnx.AsyncDialNexa(**options)
-    except (ValueError, dnx.DialNexaError) as exc:
+    except (ValueError, ImportError, dnx.DialNexaError) as exc:
         # Neither message holds the key: the SDK's errors never carry request headers.
         raise UsageError(str(exc)) from None
