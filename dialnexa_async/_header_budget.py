@@ -5,6 +5,10 @@ An answer to request number ``s`` saying ``remaining: r`` means requests up to n
 ``arrival + reset`` seen in that window (an upper bound of the true end, tight even when the
 server rounds ``reset`` up to seconds).
 
+An answer to a request numbered before the tracked window opened (one in flight across its
+start) speaks of an older window and is not counted: its ``remaining`` would end the new
+window's budget at once.
+
 Invariants:
 - Within one window, the end and the last admissible number only move earlier.
 - Pure and clock-driven: every method takes ``now`` or a ticket.
@@ -37,6 +41,8 @@ class HeaderBudget:
         self.limit: int | None = None
         self.length = 0.0
         """The longest reset seen: the window's length, as far as the headers tell."""
+        self.opened_seq = 0
+        """The first request number of the tracked window: answers to earlier ones are old."""
 
     def observe(self, info: RateLimitInfo, ticket: _Sent, now: float) -> None:
         """Learn from headers that state both ``remaining`` and ``reset``."""
@@ -53,7 +59,10 @@ class HeaderBudget:
             # Sent after the tracked window surely ended: this answer opens a newer window.
             self.end = end
             self.last_seq = last_seq
+            self.opened_seq = ticket.seq
             return
+        if ticket.seq < self.opened_seq:
+            return  # in flight when the tracked window opened: it speaks of the one before
         if end < self.end:
             self.end = end
         if last_seq < self.last_seq:
@@ -74,5 +83,6 @@ class HeaderBudget:
             limit = self.limit
             self.last_seq = math.inf if limit is None else seq + limit
             self.end = now + 2 * self.length
+            self.opened_seq = seq + 1
             return 0.0
         return self.end - now

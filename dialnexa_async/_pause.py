@@ -72,9 +72,14 @@ class ServerPause:
         self._probe_sent = -math.inf
         self._strikes = 0
         self._early = False
+        self._must_probe = False
 
-    def hold(self, now: float, seconds: float) -> None:
-        """Pause new requests for ``seconds`` from ``now``, unless a longer pause is in force."""
+    def hold(self, now: float, seconds: float, *, probe_now: bool = False) -> None:
+        """Pause new requests for ``seconds`` from ``now``, unless a longer pause is in force.
+
+        ``probe_now``: the first probe may go at once, even once probing has stopped (a hold
+        of the client's own reckoning, which only the server can confirm).
+        """
         until = now + seconds
         if until <= self.until or not self.trusted:
             return
@@ -87,7 +92,8 @@ class ServerPause:
         self.until = until
         self._gap = max(MIN_PROBE_GAP, seconds / (PROBES + 1))
         self._length = until - now
-        self._next_probe = now + self._gap
+        self._next_probe = now if probe_now else now + self._gap
+        self._must_probe = probe_now
 
     def _settle(self, now: float) -> None:
         """Score the pause that just ended: did any probe get through before its end?"""
@@ -104,7 +110,7 @@ class ServerPause:
         until = self.until
         if now >= until:
             return 0.0
-        if not self.probing:
+        if not self.probing and not self._must_probe:
             return until - now
         if self._probe is not None and now - self._probe_sent < PROBE_EXPIRY:
             return min(until, now + self._gap) - now
@@ -115,6 +121,7 @@ class ServerPause:
     def sent(self, seq: int, now: float) -> None:
         """Note a request sent at ``now``: during a pause it is the probe."""
         if now < self.until:
+            self._must_probe = False
             self._probed = True
             self._probe = seq
             self._probe_sent = now
@@ -132,11 +139,19 @@ class ServerPause:
         """
         return seq == self._probe and self.until - now >= EARLY_SHARE * self._length
 
-    def answered(self, seq: int, admitted: bool, now: float) -> None:
-        """Learn from an answer: an admitted probe ends the pause."""
+    def answered(self, seq: int, admitted: bool, now: float, *, recount: bool = False) -> None:
+        """Learn from an answer: an admitted probe ends the pause.
+
+        ``recount``: the hold was the client's own count, which the probe corrected; it says
+        nothing about the server's waits, so it neither ends trust nor probing.
+        """
         if seq != self._probe:
             return
-        if admitted and now < self.until:
+        if admitted and now < self.until and recount:
+            self.shortened += 1
+            self.until = now
+            self._probed = False  # the hold was not the server's: it was not tested
+        elif admitted and now < self.until:
             clearly = self.early(seq, now)
             self._early = True
             self.shortened += 1

@@ -320,16 +320,26 @@ class ClientRateControl:
         now = self._clock.monotonic()
         admitted = answer.status != 429
         hold = self.budget_hold
+        info = answer.rate_limit
+        stated = info is not None and info.remaining is not None and info.reset is not None
+        rebase = False
         if admitted and hold.early(ticket.seq, now):
-            # The server took a request the spent budget said it would refuse: its headers
-            # describe no fixed window, so they no longer hold the client.
-            self.budget_trusted = False
-        hold.answered(ticket.seq, admitted, now)
+            shared = self._shared
+            if stated and shared is not None and shared.joined:
+                # The shared count can run out before the server's (requests of several
+                # clients reach it in another order than they were numbered): the store
+                # recounts from this answer, or, if an answer stated the window spent before
+                # it, stops trusting the headers for every client.
+                rebase = True
+            else:
+                # The server took a request the spent budget said it would refuse: its headers
+                # describe no fixed window, so they no longer hold the client.
+                self.budget_trusted = False
+        hold.answered(ticket.seq, admitted, now, recount=rebase)
         self.pause.answered(ticket.seq, admitted, now)
         self.bare_hold.answered(ticket.seq, admitted, now)
-        info = answer.rate_limit
         if info is not None:
-            if info.remaining is not None and info.reset is not None:
+            if stated:
                 self.budget.observe(info, ticket, now)
             period = info.window if info.window is not None else info.reset
             if period is not None:
@@ -339,7 +349,7 @@ class ClientRateControl:
         else:
             self._throttled(answer, ticket, now)
         if self._shared is not None:
-            self._shared.observed(info, ticket, now)  # shared store hook
+            self._shared.observed(info, ticket, now, rebase)  # shared store hook
 
     def observe_success(self, ticket: Ticket) -> None:
         """``observe`` for a 2xx without rate-limit headers (the common case), no ``Answer``."""

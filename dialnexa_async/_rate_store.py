@@ -72,6 +72,10 @@ class Observation(NamedTuple):
     """Seconds since the request was sent."""
     age: float
     """Seconds since the answer arrived."""
+    rebase: bool = False
+    """A probe the server admitted through a spent count: recount from it
+    (``HeaderBudget.rebase``); numbered after an answer that stated the window spent, it
+    shows the headers describe no fixed window."""
 
 
 class Report(NamedTuple):
@@ -134,6 +138,9 @@ class View(NamedTuple):
     """The shared pacing rate in requests per second; ``None``: unpaced."""
     clients: int
     """Clients that synced in the last ``LIVE_SECONDS``, this one included."""
+    budget_stated: bool = False
+    """An answer stated the tracked window spent: a hold is the server's word, not only the
+    shared count's (which requests reaching the server out of order can run out early)."""
 
 
 class RateStore(Protocol):
@@ -172,6 +179,10 @@ class SharedLimit:
         self.end = -math.inf
         self.limit: int | None = None
         self.length = 0.0
+        self.spent_seq = math.inf
+        """The number of the first request answered ``remaining: 0`` in the tracked window."""
+        self.opened_seq = 0
+        """The first number of the tracked window: answers to earlier ones are old."""
         self.untrusted = False
         self.tat = -math.inf
         self.interval = 0.0
@@ -239,6 +250,7 @@ class SharedLimit:
             untrusted=self.untrusted,
             rate=rate,
             clients=live,
+            budget_stated=self.spent_seq < math.inf,
         )
 
     def _rate(self, report: Report, now: float) -> tuple[float | None, int]:
@@ -283,10 +295,27 @@ class SharedLimit:
             self.limit = observation.limit
         if observation.reset > self.length:
             self.length = observation.reset
+        seq = observation.seq
+        if seq < self.opened_seq and sent_at < self.end:
+            return  # in flight when the tracked window opened: it speaks of the one before
+        if observation.rebase and seq > self.spent_seq:
+            self.untrusted = True  # admitted after the server said spent: no fixed window
+            return
+        if observation.rebase and self.spent_seq == math.inf:
+            # Only the shared count said spent: recount from the probe.
+            self.last_seq = last_seq
+            self.end = end if self.end == -math.inf else min(self.end, end)
+            if observation.remaining == 0:
+                self.spent_seq = seq
+            return
         if sent_at >= self.end:
             self.end = end
             self.last_seq = last_seq
+            self.spent_seq = seq if observation.remaining == 0 else math.inf
+            self.opened_seq = seq
             return
+        if observation.remaining == 0 and seq < self.spent_seq:
+            self.spent_seq = seq
         if end < self.end:
             self.end = end
         if last_seq < self.last_seq:
@@ -300,6 +329,8 @@ class SharedLimit:
         if now >= self.end:
             self.last_seq = math.inf if self.limit is None else self.sent + self.limit
             self.end = now + 2 * self.length
+            self.spent_seq = math.inf
+            self.opened_seq = self.sent + 1
             return 0.0
         return self.end - now
 

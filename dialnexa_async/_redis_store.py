@@ -49,7 +49,7 @@ SYNC_SCRIPT = """
 -- KEYS: state hash, clients hash.
 -- ARGV: client, rate, cap, admit (a count), probe, honour_pause, pause, pause_ended, untrust,
 --       live_seconds, catch_up, ttl_ms, n, probe_gap, paced,
---       then n x (seq, remaining, reset, limit, sent_age, age).
+--       then n x (seq, remaining, reset, limit, sent_age, age, rebase).
 -- An absent number is ''; an absent field is an infinity (see SharedLimit.__init__).
 if redis.replicate_commands then redis.replicate_commands() end  -- TIME before writes, Redis < 5
 local t = redis.call('TIME')
@@ -69,6 +69,8 @@ local last_seq = opt(s.last_seq)
 local win_end = opt(s['end'])
 local limit = opt(s.limit)
 local length = tonumber(s.length or '0')
+local spent_seq = opt(s.spent_seq)
+local opened_seq = tonumber(s.opened_seq or '0')
 local untrusted = s.untrusted == '1'
 local tat = opt(s.tat)
 local interval = tonumber(s.interval or '0')
@@ -124,7 +126,7 @@ if ARGV[9] == '1' then untrusted = true end
 -- _observe: HeaderBudget.observe on the shared sequence
 local n = tonumber(ARGV[13])
 for i = 0, n - 1 do
-  local b = 16 + i * 6
+  local b = 16 + i * 7
   local seq = tonumber(ARGV[b])
   if seq > 0 then
     local remaining, reset = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
@@ -135,10 +137,22 @@ for i = 0, n - 1 do
     local last = seq + remaining
     if lim ~= nil then limit = lim end
     if reset > length then length = reset end
-    if win_end == nil or sent_at >= win_end then
+    local rebase = ARGV[b + 6] == '1'
+    if seq < opened_seq and win_end ~= nil and sent_at < win_end then
+      -- in flight when the tracked window opened: it speaks of the one before
+    elseif rebase and spent_seq ~= nil and seq > spent_seq then
+      untrusted = true
+    elseif rebase and spent_seq == nil then
+      last_seq = last
+      if win_end == nil or e < win_end then win_end = e end
+      if remaining == 0 then spent_seq = seq end
+    elseif win_end == nil or sent_at >= win_end then
       win_end = e
       last_seq = last
+      if remaining == 0 then spent_seq = seq else spent_seq = nil end
+      opened_seq = seq
     else
+      if remaining == 0 and (spent_seq == nil or seq < spent_seq) then spent_seq = seq end
       if e < win_end then win_end = e end
       if last_seq == nil or last < last_seq then last_seq = last end
     end
@@ -151,6 +165,8 @@ local function budget_wait_next()
   if win_end == nil or now >= win_end then
     if limit == nil then last_seq = nil else last_seq = sent + limit end
     win_end = now + 2 * length
+    spent_seq = nil
+    opened_seq = sent + 1
     return 0
   end
   return win_end - now
@@ -207,6 +223,8 @@ put('last_seq', last_seq)
 put('end', win_end)
 put('limit', limit)
 put('length', length)
+put('spent_seq', spent_seq)
+put('opened_seq', opened_seq)
 put('untrusted', untrusted and 1 or 0)
 put('tat', tat)
 put('interval', interval)
@@ -223,7 +241,7 @@ local pacing_out = ''
 if pacing ~= nil then pacing_out = fmt(pacing) end
 return {fmt(now), tostring(admitted), fmt(seq), fmt(wait), fmt(gap), fmt(pause_left),
         tostring(pause_id), fmt(budget_wait), tostring(active), untrusted and '1' or '0',
-        pacing_out, tostring(live)}
+        pacing_out, tostring(live), spent_seq ~= nil and '1' or '0'}
 """
 
 
@@ -258,6 +276,7 @@ def sync_args(report: Report) -> list[str]:
             "" if seen.limit is None else str(seen.limit),
             repr(float(seen.sent_age)),
             repr(float(seen.age)),
+            "1" if seen.rebase else "0",
         ]
     return args
 
@@ -278,6 +297,7 @@ def parse_view(raw: Sequence[Any]) -> View:
         untrusted=text[9] == "1",
         rate=float(text[10]) if text[10] else None,
         clients=int(text[11]),
+        budget_stated=text[12] == "1",
     )
 
 

@@ -108,7 +108,7 @@ class SharedRateControl:
         self._synced_at = -math.inf
         self._pause_until = -math.inf  # the shared pause's end, on this client's clock
         self._retry_at = -math.inf
-        self._pending: list[tuple[int, int, float, int | None, float, float]] = []
+        self._pending: list[tuple[int, int, float, int | None, float, float, bool]] = []
         self._published_until = -math.inf  # the latest own pause end the store was told
         self._shortened_seen = 0
         self._untrust_sent = False
@@ -250,8 +250,13 @@ class SharedRateControl:
                 else:
                     future.set_result((0, view.wait if not view.admitted else RECHECK))
 
-    def observed(self, info: RateLimitInfo | None, ticket: Ticket, now: float) -> None:
-        """Note an answer: its stated budget for the next sync; publish a new event at once."""
+    def observed(
+        self, info: RateLimitInfo | None, ticket: Ticket, now: float, rebase: bool = False
+    ) -> None:
+        """Note an answer: its stated budget for the next sync; publish a new event at once.
+
+        ``rebase``: the answer is a probe admitted through the shared budget's spent count.
+        """
         if (
             info is not None
             and info.remaining is not None
@@ -260,11 +265,19 @@ class SharedRateControl:
         ):
             pending = self._pending
             pending.append(
-                (ticket.shared_seq, info.remaining, info.reset, info.limit, ticket.sent_at, now)
+                (
+                    ticket.shared_seq,
+                    info.remaining,
+                    info.reset,
+                    info.limit,
+                    ticket.sent_at,
+                    now,
+                    rebase,
+                )
             )
             if len(pending) > MAX_PENDING:
                 del pending[0]
-            if info.remaining == 0 and self.joined:
+            if (info.remaining == 0 or rebase) and self.joined:
                 self._publish_soon()  # a spent budget: the other clients should stop now
                 return
         if self.joined and self._urgent(now):
@@ -356,8 +369,8 @@ class SharedRateControl:
             pause_ended=ended,
             untrust=untrust,
             observations=tuple(
-                Observation(seq, remaining, reset, limit, now - sent_at, now - arrived)
-                for seq, remaining, reset, limit, sent_at, arrived in pending
+                Observation(seq, remaining, reset, limit, now - sent_at, now - arrived, rebase)
+                for seq, remaining, reset, limit, sent_at, arrived, rebase in pending
             ),
         )
 
@@ -400,7 +413,9 @@ class SharedRateControl:
             and control.budget_trusted
             and now + view.budget_wait > hold.until + ADOPT_SLACK
         ):
-            hold.hold(now, view.budget_wait)
+            # Only the shared count says spent, which requests reaching the server out of
+            # order run out early: one probe asks the server at once.
+            hold.hold(now, view.budget_wait, probe_now=not view.budget_stated)
         self._rejoined(control)
 
     def _rejoined(self, control: ClientRateControl) -> None:

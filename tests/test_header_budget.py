@@ -94,3 +94,16 @@ def test_the_window_length_is_the_longest_reset_seen() -> None:
     budget.observe(RateLimitInfo(20, 0, 10.0), Ticket(3, 5.0), 5.0)
     assert budget.length == 10.0
     assert budget.limit == 20
+
+
+def test_an_answer_from_before_the_window_opened_is_not_counted() -> None:
+    """A request in flight across a window's start answers for the old window: its
+    ``remaining: 0`` must not spend the new window's budget."""
+    budget = _budget([(1, 0.0, 0.01, 0, 1.0)], limit=10)
+    assert budget.wait(1, 0.5) == pytest.approx(0.51)  # spent until the window's end
+    assert budget.wait(1, 1.2) == 0.0  # the window ended: ten more numbered 2..11 fit
+    budget.observe(RateLimitInfo(10, 0, 0.5), Ticket(1, 0.9), 1.21)  # the old window speaks
+    assert budget.last_seq == 11
+    assert budget.wait(5, 1.22) == 0.0
+    budget.observe(RateLimitInfo(10, 6, 0.9), Ticket(3, 1.2), 1.23)  # the new one does
+    assert budget.last_seq == 9

@@ -236,3 +236,26 @@ def test_a_refused_probe_is_no_early_end() -> None:
         start += 5.0
     assert pause.trusted is True
     assert pause.shortened == 0
+
+
+def test_a_hold_of_the_clients_own_count_is_probed_at_once_even_when_probing_stopped() -> None:
+    """``probe_now``: only the server can say whether the client's count ran out early."""
+    pause = ServerPause()
+    pause.probing = False
+    pause.hold(0.0, 1.0, probe_now=True)
+    assert pause.wait(0.0) == 0.0  # the probe goes now
+    pause.sent(1, 0.0)
+    assert pause.wait(0.01) == pytest.approx(0.99)  # then the hold stands: no more probes
+
+
+def test_a_probe_that_recounts_neither_ends_trust_nor_scores_the_pause() -> None:
+    """Recounts end the hold but say nothing of the server's waits."""
+    pause = ServerPause()
+    for k in range(5):
+        start = 10.0 * k
+        pause.hold(start, 1.0, probe_now=True)
+        pause.sent(k + 1, start)
+        pause.answered(k + 1, admitted=True, now=start + 0.01, recount=True)
+        assert pause.until == pytest.approx(start + 0.01)
+    assert pause.trusted
+    assert pause.probing

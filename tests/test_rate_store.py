@@ -141,3 +141,58 @@ async def test_the_memory_store_keeps_one_state_per_key_id() -> None:
     await store.sync("key_a", Report("a", None, None, pause=60.0))
     assert not (await store.sync("key_a", Report("b", None, None, admit=1))).admitted
     assert (await store.sync("key_b", Report("b", None, None, admit=1))).admitted
+
+
+def _spend(limit: SharedLimit, now: float, remaining: int, count: int) -> list[int]:
+    """Number ``count`` requests, then report the first one's answer (``remaining``)."""
+    seqs = []
+    for _ in range(count):
+        view = limit.step(Report("a", None, None, admit=1), now)
+        assert view.admitted
+        seqs.append(view.seq)
+    seen = Observation(seqs[0], remaining, reset=1.0, limit=10, sent_age=0.0, age=0.0)
+    limit.step(Report("a", None, None, observations=(seen,)), now)
+    return seqs
+
+
+def test_a_probe_admitted_through_the_shared_count_recounts_the_budget() -> None:
+    """The count (number + remaining) ran out before the server said so, as requests of many
+    clients reach it out of order: the probe's own answer recounts, and the headers stay
+    trusted."""
+    limit = SharedLimit()
+    seqs = _spend(limit, 0.0, remaining=2, count=3)
+    held = limit.step(Report("b", None, None, admit=1), 0.1)
+    assert not held.admitted
+    assert not held.budget_stated  # only the count says spent
+    probe = limit.step(Report("b", None, None, admit=1, probe=True, probe_gap=0.05), 0.1)
+    assert probe.admitted
+    assert probe.seq == seqs[-1] + 1
+    seen = Observation(probe.seq, 4, reset=0.9, limit=10, sent_age=0.0, age=0.0, rebase=True)
+    view = limit.step(Report("b", None, None, admit=1, observations=(seen,)), 0.11)
+    assert view.admitted
+    assert not view.untrusted
+    assert limit.last_seq == probe.seq + 4
+
+
+def test_a_probe_admitted_after_the_server_said_spent_ends_trust_in_the_headers() -> None:
+    """Admitted after an answer stated ``remaining: 0`` in the same window: no fixed window."""
+    limit = SharedLimit()
+    _spend(limit, 0.0, remaining=0, count=2)
+    held = limit.step(Report("b", None, None, admit=1), 0.1)
+    assert not held.admitted
+    assert held.budget_stated
+    probe = limit.step(Report("b", None, None, admit=1, probe=True, probe_gap=0.05), 0.1)
+    seen = Observation(probe.seq, 3, reset=0.9, limit=10, sent_age=0.0, age=0.0, rebase=True)
+    view = limit.step(Report("b", None, None, observations=(seen,)), 0.11)
+    assert view.untrusted
+
+
+def test_an_answer_numbered_before_the_window_opened_is_not_counted() -> None:
+    """The old window's last answers, reported late, do not spend the new window."""
+    limit = SharedLimit()
+    seqs = _spend(limit, 0.0, remaining=0, count=2)
+    assert limit.step(Report("a", None, None, admit=1), 1.1).admitted  # a new window opens
+    late = Observation(seqs[1], 0, reset=0.1, limit=10, sent_age=1.0, age=0.0)
+    view = limit.step(Report("a", None, None, admit=1, observations=(late,)), 1.11)
+    assert view.admitted
+    assert not view.budget_stated

@@ -193,6 +193,27 @@ async def test_a_budget_a_probe_beat_stops_holding_every_client() -> None:
     assert not b.budget_trusted
 
 
+async def test_a_probe_beating_only_the_shared_count_recounts_and_keeps_the_budget() -> None:
+    """The count ran out with no answer saying so (requests of several clients reach the
+    server out of order): B probes at once, its answer recounts, and nobody stops trusting
+    the headers or waits for the reset."""
+    clock = dnx.VirtualClock()
+    store = Store(clock)
+    a, b = _pair(clock, store)
+    ticket = await a.acquire()
+    a.observe(Answer(200, RateLimitInfo(10, 1, 10.0), None), ticket)
+    await a.acquire()  # the one more that fits; its answer is still on its way
+    probe = await b.acquire()  # held by the count alone: goes at once as its probe
+    assert probe.sent_at < 0.05  # not a tenth of the hold in, as a stated spent one would
+    b.observe(Answer(200, RateLimitInfo(10, 5, 9.9), None), probe)
+    await _settle()
+    after = [await c.acquire(may_probe=False) for c in (a, b, a)]
+    assert all(t.sent_at < 0.1 for t in after)  # the recount let them go, not the reset
+    assert a.budget_trusted
+    assert b.budget_trusted
+    assert store._limits["key_test"].untrusted is False
+
+
 def test_the_key_id_is_the_part_before_the_colon_and_never_the_secret() -> None:
     """State is named by the id; a key without one by a digest that shows none of it."""
     assert key_id_of("key_live42:s3cret") == "key_live42"
