@@ -37,7 +37,7 @@ from ._header_budget import HeaderBudget
 from ._inferred_window import MIN_REST, InferredWindow
 from ._limiter import AdaptiveLimiter
 from ._pause import ServerPause
-from ._rate_model import LOG_SECONDS, AdmissionRate, GcraPacer
+from ._rate_model import FEW_ADMISSIONS, LOG_SECONDS, AdmissionRate, GcraPacer
 from ._rate_store import RateStore
 from ._sansio.answer import Answer
 from ._send_meter import SendRateMeter
@@ -391,12 +391,14 @@ class ClientRateControl:
             if cleared >= COSTLY_SECONDS:
                 # Refused for seconds on end: a penalty (a block) or a long window's rest.
                 # Either way the rate resumes at, and stays under, the most admissions seen
-                # in one second of the period before: over it, a block costs seconds.
+                # in one second before: over it, a block costs seconds. The whole log counts,
+                # not just the last period: a client held back then (by other clients on the
+                # key, by its own holds) was not shown what the server admits.
                 peak = self.model.log.peak(
-                    now, refused_since - self._horizon, refused_since, MIN_HORIZON
+                    now, refused_since - LOG_SECONDS, refused_since, MIN_HORIZON
                 )
-                if peak > 0:
-                    self.model.stay_under(peak / MIN_HORIZON)
+                if peak >= FEW_ADMISSIONS:
+                    self.model.stay_under(peak / MIN_HORIZON, now)
                     self._apply_rate()
             self._lengthen(max((p for p in ROUND_PERIODS if p <= cleared), default=0.0))
             if cleared >= MIN_REST:

@@ -53,6 +53,12 @@ then doubles every ``DOUBLING`` seconds (a slow start) until the next throttle m
 DOUBLING = 0.2
 """Seconds in which a slow start doubles the rate."""
 
+CEILING_HOLDS = 30.0
+"""Seconds a penalty's ceiling (``stay_under``) holds before the rate may climb past it again,
+doubling each time one is set. A ceiling read off one bad episode (another client on the key
+that has since stopped, a limit raised since, a jittery read) then costs at most one more
+penalty per such period, instead of holding the client under it for the rest of the run."""
+
 
 class AdmissionLog:
     """Admitted requests by send time, in buckets of ``BUCKET`` seconds over ``LOG_SECONDS``."""
@@ -216,6 +222,8 @@ class AdmissionRate:
         self._slow = False
         self.ceiling = math.inf
         """The most the rate regrows to: the cut's rate once going over it proved costly."""
+        self._ceiling_until = math.inf
+        self._ceiling_holds = CEILING_HOLDS
 
     def admitted(self, sent_at: float) -> None:
         """Count one request the server admitted."""
@@ -263,6 +271,15 @@ class AdmissionRate:
         """Move the rate along its curve to ``now``; the new rate (``None`` while unpaced)."""
         if self.rate is None:
             return None
+        if now >= self._ceiling_until:
+            # The ceiling has held its time: climb past it from the rate held, along the
+            # curve's slow part first, as after a cut.
+            self.ceiling = math.inf
+            self._ceiling_until = math.inf
+            self.measured = max(self.rate, MIN_RATE)
+            self._cut_rate = self.rate
+            self._cut_at = now - RECOVERY
+            self._slow = False
         elapsed = now - self._cut_at
         if self._slow:
             grown = self._cut_rate * 2.0 ** min(elapsed / DOUBLING, 30.0)
@@ -272,14 +289,17 @@ class AdmissionRate:
         self.rate = max(MIN_RATE, self.rate, min(grown, self.ceiling))
         return self.rate
 
-    def stay_under(self, rate: float) -> None:
-        """Pace at ``MARGIN * rate`` now and never above it from now on.
+    def stay_under(self, rate: float, now: float) -> None:
+        """Pace at ``MARGIN * rate`` now and not above it for ``CEILING_HOLDS`` seconds (twice
+        that after the next such ceiling, and so on).
 
         For a server whose refusals went on for seconds (a penalty block): what probing above
         the rate it was seen admitting could find is worth less than what one more such run
         costs. A lower ceiling set before stands.
         """
         self.ceiling = min(self.ceiling, max(MIN_RATE, MARGIN * rate))
+        self._ceiling_until = now + self._ceiling_holds
+        self._ceiling_holds *= 2
         if self.rate is None or self.rate > self.ceiling:
             self.rate = self.ceiling
 

@@ -27,7 +27,7 @@ from dialnexa_async._rate_control import (
     ClientRateControl,
     Ticket,
 )
-from dialnexa_async._rate_model import LOG_SECONDS, MARGIN, MIN_RATE, RECOVERY
+from dialnexa_async._rate_model import CEILING_HOLDS, LOG_SECONDS, MARGIN, MIN_RATE, RECOVERY
 from dialnexa_async._sansio.headers import RateLimitInfo
 
 OK = Answer(200, None, None)
@@ -608,15 +608,43 @@ async def _blocked(clock: dnx.VirtualClock, control: ClientRateControl, seconds:
 @pytest.mark.parametrize("seconds", [COSTLY_SECONDS, 2 * COSTLY_SECONDS])
 async def test_refusals_for_seconds_cap_the_rate_at_the_peak_second_before(seconds: float) -> None:
     """A block: the rate is held under MARGIN times the most admitted in a second before it, and
-    regrowth never passes that, however long it goes on."""
+    regrowth does not pass that while the ceiling holds."""
     clock = dnx.VirtualClock()
     control = _control(clock)
     await _blocked(clock, control, seconds)
     assert control.model.ceiling == pytest.approx(MARGIN * 200.0)
     assert control.send_rate_cap is not None
     assert control.send_rate_cap <= MARGIN * 200.0 + 1e-9
-    await _admit(control, clock, 150.0, 20 * RECOVERY)
+    await _admit(control, clock, 150.0, CEILING_HOLDS - 1.0)
     assert control.send_rate_cap == pytest.approx(MARGIN * 200.0)
+    await _admit(control, clock, 150.0, 10 * RECOVERY)  # the ceiling held its time: it lifts
+    assert control.model.ceiling == math.inf
+    assert control.send_rate_cap > 200.0
+
+
+async def test_a_penalty_cap_counts_the_best_second_of_the_whole_log() -> None:
+    """A client held back before the block (other clients on the key took the window) was not
+    shown what the server admits then: the cap is the best second it saw at all."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _admit(control, clock, 2000.0, 0.1)  # 200 in one second, early on
+    clock.advance(1.0)
+    await _admit(control, clock, 5.0, 10.0)  # then held back to 5 a second
+    control.observe(BARE_429, await control.acquire())
+    clock.advance(2 * COSTLY_SECONDS)
+    control.observe(OK, await control.acquire())
+    assert control.model.ceiling == pytest.approx(MARGIN * 200.0)
+
+
+async def test_a_penalty_with_too_few_admissions_before_it_sets_no_cap() -> None:
+    """Fewer than FEW_ADMISSIONS in any second before: too little to cap the client by."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    await _admit(control, clock, 5.0, 4.0)
+    control.observe(BARE_429, await control.acquire())
+    clock.advance(2 * COSTLY_SECONDS)
+    control.observe(OK, await control.acquire())
+    assert control.model.ceiling == math.inf
 
 
 async def test_a_short_run_of_refusals_sets_no_ceiling() -> None:

@@ -14,6 +14,7 @@ import pytest
 from dialnexa_async._rate_model import (
     BUCKET,
     CATCH_UP,
+    CEILING_HOLDS,
     DOUBLING,
     FEW_ADMISSIONS,
     LOG_SECONDS,
@@ -559,13 +560,13 @@ def test_stay_under_paces_at_once_below_the_rate_and_caps_regrowth() -> None:
     model.throttled(2.0, 2.0, 1.0)
     assert model.rate is not None
     assert model.rate > MARGIN * 200.0
-    model.stay_under(200.0)
+    model.stay_under(200.0, 2.0)
     assert model.rate == pytest.approx(MARGIN * 200.0)
-    assert model.regrow(2.0 + 100 * RECOVERY) == pytest.approx(MARGIN * 200.0)
+    assert model.regrow(2.0 + CEILING_HOLDS - 0.1) == pytest.approx(MARGIN * 200.0)
     # A higher ceiling later does not lift the lower one; a lower one lowers it.
-    model.stay_under(300.0)
+    model.stay_under(300.0, 3.0)
     assert model.ceiling == pytest.approx(MARGIN * 200.0)
-    model.stay_under(100.0)
+    model.stay_under(100.0, 4.0)
     assert model.rate == pytest.approx(MARGIN * 100.0)
 
 
@@ -576,6 +577,28 @@ def test_stay_under_leaves_a_lower_rate_to_regrow_up_to_the_ceiling() -> None:
     cut = model.rate
     assert cut is not None
     assert cut < MARGIN * 200.0
-    model.stay_under(200.0)
+    model.stay_under(200.0, 2.0)
     assert model.rate == cut
-    assert model.regrow(2.0 + 100 * RECOVERY) == pytest.approx(MARGIN * 200.0)
+    assert model.regrow(2.0 + CEILING_HOLDS - 0.1) == pytest.approx(MARGIN * 200.0)
+
+
+def test_a_ceiling_lifts_after_it_held_its_time_and_holds_twice_as_long_next() -> None:
+    """A ceiling read off one bad episode (another client since gone) does not hold for good:
+    after ``CEILING_HOLDS`` the rate climbs past it from where it was, slowly at first; the
+    next ceiling holds twice as long."""
+    model = _model(_steady(400.0, 0.0, 2.0))
+    model.throttled(2.0, 2.0, 1.0)
+    model.stay_under(100.0, 2.0)
+    held = MARGIN * 100.0
+    lifted_at = 2.0 + CEILING_HOLDS
+    assert model.regrow(lifted_at) == pytest.approx(held)
+    assert model.ceiling == math.inf
+    # The cubic's plateau first: within a few per cent a RECOVERY later, then well past it.
+    assert model.regrow(lifted_at + RECOVERY) == pytest.approx(held * (1 + (1 - MARGIN)), rel=0.01)
+    assert model.regrow(lifted_at + 6 * RECOVERY) > 2 * held
+    # A second penalty: its ceiling holds twice as long.
+    again = lifted_at + 10.0
+    model.stay_under(150.0, again)
+    assert model.regrow(again + 2 * CEILING_HOLDS - 0.1) == pytest.approx(MARGIN * 150.0)
+    assert model.regrow(again + 2 * CEILING_HOLDS) == pytest.approx(MARGIN * 150.0)
+    assert model.ceiling == math.inf
