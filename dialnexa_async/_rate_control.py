@@ -37,7 +37,7 @@ from ._header_budget import HeaderBudget
 from ._inferred_window import MIN_REST, InferredWindow
 from ._limiter import AdaptiveLimiter
 from ._pause import ServerPause
-from ._rate_model import FEW_ADMISSIONS, LOG_SECONDS, AdmissionRate, GcraPacer
+from ._rate_model import LOG_SECONDS, AdmissionRate, GcraPacer
 from ._rate_store import RateStore
 from ._sansio.answer import Answer
 from ._send_meter import SendRateMeter
@@ -397,7 +397,7 @@ class ClientRateControl:
                 peak = self.model.log.peak(
                     now, refused_since - LOG_SECONDS, refused_since, MIN_HORIZON
                 )
-                if peak >= FEW_ADMISSIONS:
+                if peak > 0:
                     self.model.stay_under(peak / MIN_HORIZON, now)
                     self._apply_rate()
             self._lengthen(max((p for p in ROUND_PERIODS if p <= cleared), default=0.0))

@@ -636,15 +636,16 @@ async def test_a_penalty_cap_counts_the_best_second_of_the_whole_log() -> None:
     assert control.model.ceiling == pytest.approx(MARGIN * 200.0)
 
 
-async def test_a_penalty_with_too_few_admissions_before_it_sets_no_cap() -> None:
-    """Fewer than FEW_ADMISSIONS in any second before: too little to cap the client by."""
+async def test_a_penalty_behind_a_slow_limit_caps_at_its_few_a_second() -> None:
+    """A limit of 5 a second is a limit like any other: its block caps the rate at 97% of 5."""
     clock = dnx.VirtualClock()
     control = _control(clock)
     await _admit(control, clock, 5.0, 4.0)
     control.observe(BARE_429, await control.acquire())
     clock.advance(2 * COSTLY_SECONDS)
     control.observe(OK, await control.acquire())
-    assert control.model.ceiling == math.inf
+    # Five a second, counted in whole 50 ms buckets: one second's span can hold a sixth.
+    assert MARGIN * 5.0 <= control.model.ceiling <= MARGIN * 6.0 + 1e-9
 
 
 async def test_a_short_run_of_refusals_sets_no_ceiling() -> None:
