@@ -403,7 +403,10 @@ class ClientRateControl:
             self._lengthen(max((p for p in ROUND_PERIODS if p <= cleared), default=0.0))
             if cleared >= MIN_REST:
                 # A window's rest, not requests crossing in flight: the next window opened.
-                if self._bare_streak:
+                # Not while sharing a store: each client would infer its own window and burst
+                # into the server's one together; the shared adaptive rate paces them all.
+                shared = self._shared
+                if self._bare_streak and (shared is None or not shared.joined):
                     was_engaged = self.window.engaged
                     self.window.cycle(
                         self._open_admitted,

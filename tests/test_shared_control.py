@@ -18,6 +18,7 @@ from dialnexa_async._rate_control import Answer, ClientRateControl, Ticket
 from dialnexa_async._rate_store import MemoryRateStore, RateStoreUnavailable, Report, View
 from dialnexa_async._sansio.headers import RateLimitInfo
 from dialnexa_async._shared_control import REFRESH, REJOIN_AFTER, key_id_of
+from dialnexa_async.testing import FixedWindow
 
 OK = Answer(200, None, None)
 
@@ -212,6 +213,23 @@ async def test_a_probe_beating_only_the_shared_count_recounts_and_keeps_the_budg
     assert a.budget_trusted
     assert b.budget_trusted
     assert store._limits["key_test"].untrusted is False
+
+
+async def test_a_client_on_a_store_infers_no_window_from_bare_429s() -> None:
+    """Alone, one cycle of bare 429s from a fixed window engages an inferred window (see
+    test_inferred_window); on a store it does not: each client's own window would burst into
+    the server's one with the others', so the shared rate paces them instead."""
+    clock = dnx.VirtualClock()
+    store = Store(clock)
+    control, _ = _pair(clock, store)
+    server = FixedWindow(10, 1.0)
+    while clock.monotonic() < 5.0:
+        ticket = await control.acquire()
+        admitted = server.admit(ticket.sent_at).admitted
+        control.observe(OK if admitted else Answer(429, None, None), ticket)
+        assert not control.window.engaged
+    assert control.send_rate_cap is not None  # paced by the adaptive rate
+    assert control.admitted >= 40  # four of the five windows' budgets used, at least
 
 
 def test_the_key_id_is_the_part_before_the_colon_and_never_the_secret() -> None:
