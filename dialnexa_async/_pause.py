@@ -78,8 +78,11 @@ class ServerPause:
         """Pause new requests for ``seconds`` from ``now``, unless a longer pause is in force.
 
         ``probe_now``: the first probe may go at once, even once probing has stopped (a hold
-        of the client's own reckoning, which only the server can confirm).
+        of the client's own reckoning, which only the server can confirm); a hold without it
+        (the server's word, come meanwhile) withdraws that probe if it has not gone.
         """
+        if not probe_now:
+            self._must_probe = False
         until = now + seconds
         if until <= self.until or not self.trusted:
             return

@@ -259,3 +259,13 @@ def test_a_probe_that_recounts_neither_ends_trust_nor_scores_the_pause() -> None
         assert pause.until == pytest.approx(start + 0.01)
     assert pause.trusted
     assert pause.probing
+
+
+def test_the_servers_word_withdraws_a_probe_of_the_clients_own_count() -> None:
+    """A hold of the client's count asks for a probe at once; once the server itself says the
+    window is spent (a hold without ``probe_now``), that probe is withdrawn unsent."""
+    pause = ServerPause()
+    pause.probing = False
+    pause.hold(0.0, 1.0, probe_now=True)
+    pause.hold(0.0, 1.0)
+    assert pause.wait(0.0) == pytest.approx(1.0)
