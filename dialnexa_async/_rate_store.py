@@ -1,14 +1,20 @@
 """Where rate-control state shared by several clients lives: the protocol, and it in memory.
 
 A client with a store still runs every mechanism of ``_rate_control`` itself (pauses with
-their probes, the header budget's trust, the adaptive rate, the inferred window); the store
+their probes, the header budget's trust, the adaptive rate; no window is inferred from bare
+429s while it shares a store); the store
 holds what has to be one for every client on the same API key, wherever they run:
 
 - the **server pause**: the latest moment any client's 429 said to wait until, numbered so a
   probe that ended it can say which one it ended;
 - the **header budget** on a sequence number shared by every client: an answer to shared
   request ``s`` saying ``remaining: r`` lets requests up to ``s + r`` go before the window's
-  end (``_header_budget``'s rule, with every client's requests counted);
+  end (``_header_budget``'s rule, with every client's requests counted). Requests of several
+  clients reach the server in another order than they were numbered, so this count can run
+  out before the server's: a probe admitted through it, numbered before any answer stated the
+  window spent, recounts from its own answer (``Observation.rebase``); numbered after one, it
+  shows the headers describe no fixed window. Answers to requests numbered before the tracked
+  window opened are not counted in it;
 - the **pacing rate**: the sum of the rates the clients learned (each measures its own
   admissions, so each rate is its share), capped by the lowest ``rate_limit``; sends are
   booked on one GCRA schedule at that rate;
