@@ -1,7 +1,8 @@
 """One client's side of a shared rate store: what it reports, what it adopts, and the fallback.
 
 The client's own mechanisms keep deciding everything they decide alone (probes, trust, the
-adaptive rate, the inferred window). This bridge adds what a store shares:
+adaptive rate), except that no window is inferred from bare 429s while the client is joined
+(each client would burst its own into the server's one). This bridge adds what a store shares:
 
 - **Reports.** A pause the client began, a pause one of its probes ended, a budget a probe
   beat, and the window budget each answer stated (on the shared sequence number of its
