@@ -150,15 +150,15 @@ class ServerPause:
         """
         if seq != self._probe:
             return
-        if admitted and now < self.until and recount:
-            self.shortened += 1
-            self.until = now
-            self._probed = False  # the hold was not the server's: it was not tested
-        elif admitted and now < self.until:
+        if admitted and now < self.until:
             clearly = self.early(seq, now)
-            self._early = True
             self.shortened += 1
             self.until = now
+            if recount:
+                self._probed = False  # the hold was not the server's: it was not tested
+                self._probe = None
+                return
+            self._early = True
             self._strikes = 0
             if clearly:
                 self._early_ends += 1

@@ -287,7 +287,7 @@ class ClientRateControl:
         pause = self.pause
         hold = self.budget_hold
         # Shared store hook: while joined, the store's budget (every client's requests) holds.
-        if self.budget_trusted and (self._shared is None or not self._shared.joined):
+        if self.budget_trusted and not self._sharing:
             spent = self.budget.wait(self._seq, now)
             if spent > 0:
                 hold.hold(now, spent)
@@ -324,8 +324,7 @@ class ClientRateControl:
         stated = info is not None and info.remaining is not None and info.reset is not None
         rebase = False
         if admitted and hold.early(ticket.seq, now):
-            shared = self._shared
-            if stated and shared is not None and shared.joined:
+            if stated and self._sharing:
                 # The shared count can run out before the server's (requests of several
                 # clients reach it in another order than they were numbered): the store
                 # recounts from this answer, or, if an answer stated the window spent before
@@ -405,8 +404,7 @@ class ClientRateControl:
                 # A window's rest, not requests crossing in flight: the next window opened.
                 # Not while sharing a store: each client would infer its own window and burst
                 # into the server's one together; the shared adaptive rate paces them all.
-                shared = self._shared
-                if self._bare_streak and (shared is None or not shared.joined):
+                if self._bare_streak and not self._sharing:
                     was_engaged = self.window.engaged
                     self.window.cycle(
                         self._open_admitted,
@@ -485,6 +483,11 @@ class ClientRateControl:
     def rate_cap(self) -> float | None:
         """The fixed cap, ``rate_limit=``."""
         return self._ceiling
+
+    @property
+    def _sharing(self) -> bool:
+        """Whether the client is joined to a shared store now (not pacing alone)."""
+        return self._shared is not None and self._shared.joined
 
     @property
     def shared(self) -> SharedRateControl | None:

@@ -79,9 +79,9 @@ class Observation(NamedTuple):
     age: float
     """Seconds since the answer arrived."""
     rebase: bool = False
-    """A probe the server admitted through a spent count: recount from it
-    (``HeaderBudget.rebase``); numbered after an answer that stated the window spent, it
-    shows the headers describe no fixed window."""
+    """A probe the server admitted through a spent count: recount the budget from it;
+    numbered after an answer that stated the window spent, it shows the headers describe no
+    fixed window."""
 
 
 class Report(NamedTuple):
