@@ -71,6 +71,10 @@ BARE_HOLD_INITIAL = 0.1
 BARE_HOLD_MAX = 5.0
 """The longest pause one hintless 429 causes."""
 
+REOPEN_GUARD = 0.005
+"""Seconds past a round period since the first answer of a run of admissions before a bare
+hold's probe goes: timers and the server's clock drift a little."""
+
 SLOT_NAP = 0.05
 """Seconds the request at the head of the pacing queue sleeps at most before looking again."""
 
@@ -128,6 +132,7 @@ class ClientRateControl:
         self.pause = ServerPause()
         self.bare_hold = ServerPause(settles=False)
         self._bare_seconds = BARE_HOLD_INITIAL
+        self._bare_next = -math.inf  # when the doubling hold's next probe goes
         self.budget = HeaderBudget()
         self.budget_hold = ServerPause()
         self.budget_trusted = True
@@ -135,6 +140,9 @@ class ClientRateControl:
         self.window = InferredWindow()
         self._open_at = -math.inf  # send time of the first admission after refusals (-inf: none)
         self._open_admitted = 0  # admissions of requests sent since then, before refusals
+        # When the first of those admissions was answered: the server began counting the run's
+        # window by then (at the first request's arrival), whichever request that was.
+        self._open_answered = math.inf
         self._first_refused = math.inf  # send time of the first refusal since then
         self.meter = SendRateMeter()
         self.concurrency = AdaptiveLimiter(max_concurrency)
@@ -365,6 +373,8 @@ class ClientRateControl:
             self.model.admitted(ticket.sent_at)
             if self._open_at <= ticket.sent_at < self._first_refused:
                 self._open_admitted += 1
+            if self._open_answered == math.inf:
+                self._open_answered = self._clock.monotonic()
 
     def _lengthen(self, period: float) -> None:
         """Measure admissions over at least ``period`` seconds from now on."""
@@ -373,6 +383,8 @@ class ClientRateControl:
 
     def _admitted(self, ticket: Ticket, now: float) -> None:
         self.admitted += 1
+        if self._open_answered == math.inf:
+            self._open_answered = now
         self.model.admitted(ticket.sent_at)
         window = self.window
         if window.engaged:
@@ -387,7 +399,6 @@ class ClientRateControl:
             cleared = ticket.sent_at - refused_since
             if cleared >= COSTLY_SECONDS:
                 self._long_streak_cleared = ticket.sent_at
-            if cleared >= COSTLY_SECONDS:
                 # Refused for seconds on end: a penalty (a block) or a long window's rest.
                 # Either way the rate resumes at, and stays under, the most admissions seen
                 # in one second before: over it, a block costs seconds. The whole log counts,
@@ -416,6 +427,7 @@ class ClientRateControl:
                     if self.window.engaged and not was_engaged:
                         self._apply_rate()  # bursts of a window's budget are the point now
                 self._open_at = ticket.sent_at
+                self._open_answered = now
                 self._open_admitted = 0
                 self._first_refused = math.inf
         if self._open_at <= ticket.sent_at < self._first_refused:
@@ -442,6 +454,7 @@ class ClientRateControl:
         if streak_begins:
             self._refused_since = ticket.sent_at
             self._bare_seconds = BARE_HOLD_INITIAL
+            self._bare_next = -math.inf
             self._bare_streak = bare
         budget_knows_end = self.budget_trusted and info is not None and info.reset is not None
         if budget_knows_end:
@@ -454,14 +467,35 @@ class ClientRateControl:
                 self._lengthen(retry_after)
         elif info is None and ticket.sent_at >= self.bare_hold.until:
             # No hint at all: pause briefly, longer while refusals go on, probing meanwhile.
-            self.bare_hold.hold(now, self._bare_seconds)
-            self._bare_seconds = min(2 * self._bare_seconds, BARE_HOLD_MAX)
+            if now >= self._bare_next:
+                # The doubling hold's own probe (or the run's first refusal): double it.
+                self._bare_next = now + self._bare_seconds
+                self._bare_seconds = min(2 * self._bare_seconds, BARE_HOLD_MAX)
+            self.bare_hold.hold(now, self._bare_hold_until(now) - now)
         if not streak_begins:
             return  # one reaction per run of refusals: the rest are its echo
         if ticket.sent_at - self._long_streak_cleared < SETTLING:
             return  # the edge of a long pause the server just ended: the same episode
         if self.model.throttled(now, ticket.sent_at, self._horizon):
             self._apply_rate()
+
+    def _bare_hold_until(self, now: float) -> float:
+        """When a hintless 429 lets the next probe go: the doubling hold's end, or sooner, just
+        after the next round period since the run of admissions before the refusals began.
+
+        A fixed window that opened with those admissions (most open at the first request's
+        arrival) reopens then, and a doubled hold would overshoot it by up to half its length.
+        Such a probe, refused, leaves the doubling hold's schedule as it was.
+        """
+        until = self._bare_next
+        opened = self._open_answered
+        if opened == math.inf:
+            return until
+        for period in ROUND_PERIODS:
+            reopens = opened + period + REOPEN_GUARD
+            if reopens > now:
+                return min(until, reopens)
+        return until
 
     def _apply_rate(self) -> None:
         rate = None if self.window.engaged else self.model.rate

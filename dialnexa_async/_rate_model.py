@@ -250,6 +250,13 @@ class AdmissionRate:
             rate = admitted / seconds
             if rate > measured:
                 measured, count = rate, admitted
+        if 0 < count < FEW_ADMISSIONS and not self._slow and self.rate is not None:
+            # Few admissions in the last period because the client held itself back for most
+            # of it (a hold that ended as the server reopened): the server's rate shows in the
+            # most it admitted in one period since the last cut began, not in this lull.
+            peak = log.peak(now, self._cut_at - horizon, now, horizon)
+            if peak >= FEW_ADMISSIONS:
+                measured, count = peak / horizon, peak
         if self._slow and self.rate is not None:
             # Refusals ended a slow start: the server's rate lies between half the rate
             # reached and that rate (it doubled since it was last under), whatever a limiter

@@ -21,6 +21,7 @@ from dialnexa_async._rate_control import (
     COSTLY_SECONDS,
     MIN_HORIZON,
     MIN_SERVER_WAIT,
+    REOPEN_GUARD,
     ROUND_PERIODS,
     SETTLING,
     Answer,
@@ -243,6 +244,40 @@ async def test_a_bare_429_holds_new_requests_but_a_probe() -> None:
     # Refusals of requests sent during the hold are its echo: the hold does not double.
     control.observe(BARE_429, probe)
     assert control.bare_hold.until == pytest.approx(BARE_HOLD_INITIAL)
+
+
+async def test_a_bare_hold_probes_where_a_window_opened_by_the_run_would_reopen() -> None:
+    """A run of bare refusals after admissions first answered at T: the doubling hold that
+    would overshoot T + 1 s is cut short to probe just after it; a refused probe there leaves
+    the doubling schedule as it was, and the next round period after it is probed too."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    seq = 0
+    for _ in range(20):  # admissions sent from 0 to 0.19 s, the first answered at 0.01
+        seq += 1
+        ticket = _now(clock, seq)
+        clock.advance(0.01)
+        control.observe(OK, ticket)
+    opened = 0.01
+    # Refusals at each hold's end: holds of 0.1, 0.2, 0.4 (ends at 0.9 s), then 0.8 would end
+    # at 1.7 s, past the window that reopens at 1.01 s.
+    for expected in (0.1, 0.2, 0.4):
+        seq += 1
+        control.observe(BARE_429, _now(clock, seq))
+        assert control.bare_hold.remaining(clock.monotonic()) == pytest.approx(expected)
+        clock.advance(expected)
+    doubling_end = clock.monotonic() + 0.8
+    seq += 1
+    control.observe(BARE_429, _now(clock, seq))
+    assert control.bare_hold.until == pytest.approx(opened + 1.0 + REOPEN_GUARD)
+    clock.advance(control.bare_hold.until - clock.monotonic())
+    seq += 1
+    control.observe(BARE_429, _now(clock, seq))  # still shut: back to the doubling hold
+    assert control.bare_hold.until == pytest.approx(doubling_end)
+    clock.advance(doubling_end - clock.monotonic())
+    seq += 1
+    control.observe(BARE_429, _now(clock, seq))  # the doubling probe: 1.6 s more, or 2 s in
+    assert control.bare_hold.until == pytest.approx(opened + 2.0 + REOPEN_GUARD)
 
 
 # --- header budget -----------------------------------------------------------------------------

@@ -428,6 +428,36 @@ def test_a_throttle_that_measured_few_admissions_starts_a_slow_start(
             assert grown < cut * 2  # the cubic curve, far slower
 
 
+def test_a_throttle_after_a_lull_reads_the_busiest_period_since_the_last_cut() -> None:
+    """Few admissions over the horizon after a cut (the client held itself back through most
+    of it): the cut takes the most admitted in one horizon since the last cut began, no slow
+    start from the lull's trickle."""
+    model = _model(_steady(100.0, 0.0, 2.0))
+    assert model.throttled(2.0, 2.0, 1.0) is True
+    for when in (3.40, 3.42, 3.44):  # a hold's probe and two more got through
+        model.admitted(when)
+    assert 0 < model.log.measure(3.5, 1.0)[0] < FEW_ADMISSIONS
+    assert model.throttled(3.5, 3.5, 1.0) is True
+    assert model.measured == pytest.approx(100.0, rel=0.05)
+    assert model.rate == pytest.approx(MARGIN * model.measured)
+    grown = model.regrow(3.5 + 2 * DOUBLING)
+    assert grown is not None
+    assert grown < 1.1 * model.measured  # the cubic curve, not doubling
+
+
+def test_a_throttle_after_a_lull_with_no_busy_period_since_the_cut_starts_slow() -> None:
+    """The busiest horizon since the last cut counts only if it held FEW_ADMISSIONS or more:
+    a server that has admitted a trickle all along is found by a slow start."""
+    model = _model([0.5, 0.9])
+    assert model.throttled(1.0, 1.0, 1.0) is True
+    for when in (3.4, 3.45):
+        model.admitted(when)
+    assert model.throttled(3.5, 3.5, 1.0) is True
+    cut = model.rate
+    assert cut is not None
+    assert model.regrow(3.5 + 2 * DOUBLING) == pytest.approx(cut * 4)
+
+
 @pytest.mark.parametrize("after_slow_start", [True, False])
 def test_the_cut_after_a_slow_start_also_reads_the_recent_rate(after_slow_start: bool) -> None:
     """The first cut after a slow start takes the MIN_SPAN rate when it beats the horizon's."""
