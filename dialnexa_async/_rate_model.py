@@ -220,6 +220,7 @@ class AdmissionRate:
         self._cut_at = -math.inf
         self._cut_rate = MIN_RATE
         self._slow = False
+        self._from_burst = False  # the slow start began from a first burst's reading
         self.ceiling = math.inf
         """The most the rate regrows to: the cut's rate once going over it proved costly."""
         self._ceiling_until = math.inf
@@ -250,14 +251,17 @@ class AdmissionRate:
             rate = admitted / seconds
             if rate > measured:
                 measured, count = rate, admitted
-        if 0 < count < FEW_ADMISSIONS and not self._slow and self.rate is not None:
+        # A slow start from a first burst's reading may have begun above the server's rate
+        # (a window's budget sent in milliseconds): it shows no "between half and all".
+        from_below = self._slow and not self._from_burst
+        if 0 < count < FEW_ADMISSIONS and not from_below and self.rate is not None:
             # Few admissions in the last period because the client held itself back for most
             # of it (a hold that ended as the server reopened): the server's rate shows in the
             # most it admitted in one period since the last cut began, not in this lull.
             peak = log.peak(now, self._cut_at - horizon, now, horizon)
             if peak >= FEW_ADMISSIONS:
                 measured, count = peak / horizon, peak
-        if self._slow and self.rate is not None:
+        if from_below and self.rate is not None:
             # Refusals ended a slow start: the server's rate lies between half the rate
             # reached and that rate (it doubled since it was last under), whatever a limiter
             # that wants strict spacing let through of the overshoot.
@@ -266,10 +270,18 @@ class AdmissionRate:
             # Nothing admitted to pace by: the pauses hold the client, and a rate of nothing
             # would only slow it down once the server admits again.
             return False
+        # Everything admitted so far came in less than MIN_SPAN (the first burst of a run):
+        # the reading is floored at MIN_SPAN and may be far under the server's rate (a
+        # bucket's burst, a cap on requests in flight answered in 20 ms), or far over it (a
+        # window's budget): a slow start from it finds the rate either way, and the next cut
+        # reads the higher of the recent and the period's rate, with no floor at half the
+        # rate reached.
+        burst = now - log.first < MIN_SPAN
         self.measured = measured
         self.rate = max(MIN_RATE, MARGIN * measured)
         self._cut_rate = self.rate
-        self._slow = count < FEW_ADMISSIONS
+        self._slow = count < FEW_ADMISSIONS or burst
+        self._from_burst = burst and count >= FEW_ADMISSIONS
         self._cut_at = now
         self.cuts += 1
         return True

@@ -428,6 +428,40 @@ def test_a_throttle_that_measured_few_admissions_starts_a_slow_start(
             assert grown < cut * 2  # the cubic curve, far slower
 
 
+@pytest.mark.parametrize(("spread", "slow_start"), [(0.01, True), (0.5, False)])
+def test_a_first_cut_read_off_a_burst_shorter_than_min_span_starts_a_slow_start(
+    spread: float, slow_start: bool
+) -> None:
+    """Every admission so far within MIN_SPAN: the reading is floored, so the rate doubles
+    every DOUBLING seconds to find the server's; spread wider, the cubic curve follows."""
+    n = 4 * FEW_ADMISSIONS
+    model = _model([0.001 + spread * i / n for i in range(n)])
+    now = 0.001 + spread + 0.01
+    assert model.throttled(now, now, 1.0) is True
+    cut = model.rate
+    assert cut is not None
+    grown = model.regrow(now + 2 * DOUBLING)
+    assert grown is not None
+    if slow_start:
+        assert grown == pytest.approx(cut * 4)
+    else:
+        assert grown < cut * 1.1
+
+
+def test_the_cut_ending_a_slow_start_from_a_burst_has_no_floor_at_half_the_rate() -> None:
+    """A window's budget sent in milliseconds reads far over the server's rate: the cut that
+    ends the slow start takes what was measured, not half the rate the doubling reached."""
+    model = _model([0.001 + 0.00005 * i for i in range(200)])
+    assert model.throttled(0.02, 0.02, 1.0) is True
+    for when in _steady(200.0, 1.0, 1.5):  # the next window's budget, paced by the holds
+        model.admitted(when)
+    reached = model.regrow(1.5)
+    assert reached is not None
+    assert model.throttled(1.5, 1.5, 1.0) is True
+    assert model.measured < reached / 2
+    assert model.measured == pytest.approx(max(model.log.rate(1.5, MIN_SPAN), 100.0), rel=0.05)
+
+
 def test_a_throttle_after_a_lull_reads_the_busiest_period_since_the_last_cut() -> None:
     """Few admissions over the horizon after a cut (the client held itself back through most
     of it): the cut takes the most admitted in one horizon since the last cut began, no slow
