@@ -75,6 +75,11 @@ REOPEN_GUARD = 0.005
 """Seconds past a round period since the first answer of a run of admissions before a bare
 hold's probe goes: timers and the server's clock drift a little."""
 
+RESET_ROUNDING = 1.0
+"""Seconds a stated reset may overstate a window's end: servers round resets up to seconds.
+A refusal whose wait, counted from its request's send, ends later than the budget's end by
+more is a penalty, not rounding."""
+
 SLOT_NAP = 0.05
 """Seconds the request at the head of the pacing queue sleeps at most before looking again."""
 
@@ -296,9 +301,13 @@ class ClientRateControl:
         hold = self.budget_hold
         # Shared store hook: while joined, the store's budget (every client's requests) holds.
         if self.budget_trusted and not self._sharing:
-            spent = self.budget.wait(self._seq, now)
+            budget = self.budget
+            spent = budget.wait(self._seq, now)
             if spent > 0:
-                hold.hold(now, spent)
+                # Spent by the client's count of answers alone, which requests reaching the
+                # server out of order run out early: one probe asks the server at once.
+                counted = budget.spent_seq == math.inf and not budget.assumed
+                hold.hold(now, spent, probe_now=counted)
         held = max(pause.remaining(now), hold.remaining(now))
         if held > self._max_wait:
             raise RateLimitError(
@@ -331,6 +340,7 @@ class ClientRateControl:
         info = answer.rate_limit
         stated = info is not None and info.remaining is not None and info.reset is not None
         rebase = False
+        recounted = False
         if admitted and hold.early(ticket.seq, now):
             if stated and self._sharing:
                 # The shared count can run out before the server's (requests of several
@@ -338,16 +348,22 @@ class ClientRateControl:
                 # recounts from this answer, or, if an answer stated the window spent before
                 # it, stops trusting the headers for every client.
                 rebase = True
+            elif stated and info is not None and self.budget.recount(info, ticket):
+                # Only the client's own count said spent, and requests that reached the server
+                # out of order made it run out early: the probe's answer recounts it.
+                recounted = True
             else:
-                # The server took a request the spent budget said it would refuse: its headers
+                # The server took a request after it said the budget was spent: its headers
                 # describe no fixed window, so they no longer hold the client.
                 self.budget_trusted = False
-        hold.answered(ticket.seq, admitted, now, recount=rebase)
+        hold.answered(ticket.seq, admitted, now, recount=rebase or recounted)
         self.pause.answered(ticket.seq, admitted, now)
         self.bare_hold.answered(ticket.seq, admitted, now)
         if info is not None:
             if stated:
-                self.budget.observe(info, ticket, now)
+                sent = None if self._shared is not None else self._seq
+                if not self.budget.observe(info, ticket, now, sent):
+                    self.budget_trusted = False  # a sliding window, not a fixed one
             period = info.window if info.window is not None else info.reset
             if period is not None:
                 self._lengthen(period)
@@ -456,10 +472,15 @@ class ClientRateControl:
             self._bare_seconds = BARE_HOLD_INITIAL
             self._bare_next = -math.inf
             self._bare_streak = bare
-        budget_knows_end = self.budget_trusted and info is not None and info.reset is not None
-        if budget_knows_end:
+        reset = None if info is None else info.reset
+        if self.budget_trusted and reset is not None:
             # A trusted window budget knows the end more precisely than a rounded Retry-After,
-            # and it, not the rate, says when to send again.
+            # and it, not the rate, says when to send again; unless the refusal asks for more
+            # than the window's end and a rounded second: a penalty (a block) the window's
+            # count does not know of.
+            wait = max(reset, retry_after or 0.0)
+            if ticket.sent_at + wait > self.budget.end + RESET_ROUNDING:
+                self.pause.hold(now, wait)
             return
         if retry_after is not None:
             self.pause.hold(now, max(retry_after, MIN_SERVER_WAIT))

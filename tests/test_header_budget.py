@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dialnexa_async._header_budget import HeaderBudget
+from dialnexa_async._header_budget import FRESH_SLACK, HeaderBudget
 from dialnexa_async._rate_control import Ticket
 from dialnexa_async._sansio.headers import RateLimitInfo
 
@@ -107,3 +107,53 @@ def test_an_answer_from_before_the_window_opened_is_not_counted() -> None:
     assert budget.wait(5, 1.22) == 0.0
     budget.observe(RateLimitInfo(10, 6, 0.9), Ticket(3, 1.2), 1.23)  # the new one does
     assert budget.last_seq == 9
+
+
+def test_a_recount_raises_a_budget_only_the_clients_count_spent() -> None:
+    """Answers out of order left ``s + r`` short; a probe the server admitted recounts it."""
+    # Request 9 reached the server before 8 (5 left then), so 8 saw 2 left: 8 + 2 = 10 is short.
+    budget = _budget([(8, 0.0, 0.1, 2, 1.0), (9, 0.0, 0.1, 5, 1.0)])
+    assert budget.last_seq == 10
+    assert budget.spent_seq == math.inf  # no answer said spent: only the count did
+    assert budget.recount(RateLimitInfo(10, 3, 0.8), Ticket(11, 0.2)) is True
+    assert budget.last_seq == 14
+    assert budget.exhausted(13) is False
+
+
+def test_no_recount_after_an_answer_stated_the_budget_spent() -> None:
+    """Admitted after the server itself said ``remaining: 0``: no fixed window, no recount."""
+    budget = _budget([(5, 0.0, 0.1, 0, 1.0)])
+    assert budget.spent_seq == 5
+    assert budget.recount(RateLimitInfo(10, 4, 0.7), Ticket(6, 0.3)) is False
+    assert budget.last_seq == 5
+
+
+def test_a_new_window_forgets_the_old_ones_spent_answer() -> None:
+    """Once the window the client tracked is over, only answers from the new one say spent."""
+    budget = _budget([(5, 0.0, 0.1, 0, 1.0)])
+    assert budget.wait(5, 1.2) == 0.0
+    assert budget.spent_seq == math.inf
+    assert budget.recount(RateLimitInfo(10, 3, 0.7), Ticket(7, 1.2)) is True
+
+
+@pytest.mark.parametrize(
+    ("remaining", "fixed"),
+    [
+        (9, True),  # the first of ten new requests counted: a fixed window that reopened
+        (10 - 3 - FRESH_SLACK, True),  # three sent since, and a few probes' slack
+        (0, False),  # it remembers requests from before the end: a sliding window
+    ],
+)
+def test_a_fresh_window_that_remembers_older_requests_is_no_fixed_window(
+    remaining: int, fixed: bool
+) -> None:
+    """After the end passed, a window counting more than the client sent since is sliding."""
+    budget = _budget([(5, 0.0, 0.1, 0, 1.0)])
+    assert budget.wait(5, 1.2) == 0.0  # the client takes the window as fresh from request 6
+    assert budget.fresh is True
+    ok = budget.observe(RateLimitInfo(10, remaining, 1.0), Ticket(6, 1.2), 1.25, sent=8)
+    assert ok is fixed
+    # Another client's requests count too when the key is shared: no verdict without ``sent``.
+    again = _budget([(5, 0.0, 0.1, 0, 1.0)])
+    again.wait(5, 1.2)
+    assert again.observe(RateLimitInfo(10, remaining, 1.0), Ticket(6, 1.2), 1.25) is True

@@ -22,6 +22,7 @@ from dialnexa_async._rate_control import (
     MIN_HORIZON,
     MIN_SERVER_WAIT,
     REOPEN_GUARD,
+    RESET_ROUNDING,
     ROUND_PERIODS,
     SETTLING,
     Answer,
@@ -293,9 +294,80 @@ async def test_window_budget_counts_requests_in_flight() -> None:
         assert control.try_acquire() is not None
     assert control.try_acquire() is None
     fifth = await control.acquire()
-    # Held: it goes only as the spent budget's first probe.
-    assert fifth.sent_at == pytest.approx(_gap(5.0))
+    # Held: only the client's own count says spent, so it goes at once as the hold's probe...
+    assert fifth.sent_at == 0.0
     assert control.budget_hold.probe == fifth.seq
+    # ...and refused as spent, the next probe keeps the hold's spacing.
+    control.observe(Answer(429, RateLimitInfo(10, 0, 5.0), 5.0), fifth)
+    sixth = await control.acquire()
+    assert sixth.sent_at == pytest.approx(_gap(5.0))
+
+
+async def test_a_probe_admitted_through_the_clients_own_count_recounts_the_budget() -> None:
+    """Answers that reached the server out of order spent the count early: a probe the server
+    admits recounts it from its answer, and the headers keep holding the client."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    tickets = [await control.acquire() for _ in range(4)]
+    # Request 2 arrived last of the four: it saw 6 left, so 2 + 6 = 8 where 10 fit.
+    for ticket, remaining in zip(tickets, (9, 6, 8, 7), strict=True):
+        control.observe(Answer(200, RateLimitInfo(10, remaining, 5.0), None), ticket)
+    rest = [await control.acquire() for _ in range(4)]  # numbers 5-8 fit the count
+    assert [t.sent_at for t in rest] == [0.0] * 4
+    probe = await control.acquire()  # the count says spent; no answer did
+    assert probe.sent_at == 0.0
+    control.observe(Answer(200, RateLimitInfo(10, 1, 5.0), None), probe)
+    assert control.budget_trusted is True
+    assert control.budget.last_seq == probe.seq + 1
+    assert (await control.acquire()).sent_at == 0.0  # the one the recount freed
+    assert control.try_acquire() is None  # then spent again
+
+
+async def test_a_refusal_asking_past_the_windows_end_pauses_the_client() -> None:
+    """A 429 whose reset lies beyond the budget's end and a rounded second is a penalty: the
+    client sits it out instead of going back at the window's end."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    first = await control.acquire()
+    control.observe(Answer(200, RateLimitInfo(10, 0, 1.0), None), first)  # spent till t=1
+    probe = await control.acquire()
+    control.observe(Answer(429, RateLimitInfo(10, 0, 2.0), 2.0), probe)  # blocked: 2 s more
+    assert control.pause.until == pytest.approx(probe.sent_at + 2.0)
+    clock.advance(1.05 - clock.monotonic())
+    assert control.paused_for > RESET_ROUNDING / 2  # the window's end is no reopening
+    # Only the pause's probe goes before its end, not the window's budget at once.
+    later = [await control.acquire() for _ in range(3)]
+    assert control.pause.probe == later[0].seq
+    assert [t.sent_at for t in later[1:]] == pytest.approx([probe.sent_at + 2.0] * 2)
+
+
+async def test_a_window_that_reopens_remembering_older_requests_ends_the_budgets_trust() -> None:
+    """Past the budget's end the client takes the limit as fresh; a server that still counts
+    the requests from before (a sliding window) is no fixed window, and the rate paces."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    first = await control.acquire()
+    control.observe(Answer(200, RateLimitInfo(10, 0, 1.0), None), first)
+    clock.advance(1.0)
+    fresh = [await control.acquire() for _ in range(3)]
+    assert [t.sent_at for t in fresh] == [1.0] * 3
+    control.observe(Answer(200, RateLimitInfo(10, 9, 1.0), None), fresh[0])
+    assert control.budget_trusted is True  # a fixed window's first request of ten
+    control.observe(Answer(429, RateLimitInfo(10, 0, 0.2), None), fresh[1])
+    assert control.budget_trusted is False
+
+
+async def test_a_refusal_within_the_rounding_leaves_the_budget_to_say_when() -> None:
+    """A reset rounded up to the second overstates the end: the budget's own end stands."""
+    clock = dnx.VirtualClock()
+    control = _control(clock)
+    first = await control.acquire()
+    control.observe(Answer(200, RateLimitInfo(10, 0, 1.0), None), first)
+    probe = await control.acquire()
+    clock.advance(0.5 - probe.sent_at)
+    control.observe(Answer(429, RateLimitInfo(10, 0, 1.0), 1.0), probe)  # "0.5 s" read as 1
+    assert control.pause.until == -math.inf
+    assert (await control.acquire()).sent_at <= 1.0 + 1e-9
 
 
 async def test_a_spent_budget_holds_requests_until_the_reset_then_admits_the_limit() -> None:
