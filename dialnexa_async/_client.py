@@ -162,6 +162,7 @@ class AsyncDialNexa:
             max_retries=max_retries,
             max_retry_wait=max_retry_wait,
             shared_pause=lambda: self._rate.paused_for,
+            resets_overstate=lambda: self._rate.resets_overstate,
         )
         self._transport = AiohttpTransport(
             session=session,

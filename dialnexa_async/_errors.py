@@ -135,6 +135,8 @@ class APIStatusError(DialNexaError):
         self.body = body
         self.request_id = request_id
         self.retry_after = retry_after
+        self._retry_after_is_reset = False
+        """Whether ``retry_after`` is a 429's quota reset rather than a ``Retry-After``."""
 
     def __str__(self) -> str:
         suffix = f" (request_id={self.request_id})" if self.request_id else ""

@@ -177,6 +177,12 @@ class ClientRateControl:
         return self._horizon
 
     @property
+    def resets_overstate(self) -> bool:
+        """Whether the server has admitted requests well before the resets it stated: its
+        headers describe no fixed window, or probes beat its pauses."""
+        return not self.budget_trusted or not self.pause.trusted
+
+    @property
     def cooldowns(self) -> int:
         """How many times a server-given wait paused the whole client."""
         return self.pause.count

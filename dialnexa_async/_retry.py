@@ -24,7 +24,7 @@ from ._constants import (
 from ._errors import APIStatusError, DialNexaError, RateLimitError
 from ._rate_control import MIN_SERVER_WAIT
 from ._retry_budget import RetryBudget
-from ._sansio.backoff import retry_wait
+from ._sansio.backoff import full_jitter
 from ._sansio.classify import exceeds_max_wait, is_retryable
 
 __all__ = ["RetryPolicy", "logger"]
@@ -46,6 +46,10 @@ class RetryPolicy:
         budget: the client-wide retry budget every retry draws from.
         shared_pause: the seconds left in the client-wide pause; a 429 that gave no wait
             waits that out instead of a backoff of its own, so the client backs off as one.
+        resets_overstate: whether the client has seen the server admit requests well before
+            the resets its 429s stated (its headers describe no fixed window, or probes beat
+            its pauses): a 429 with a reset but no ``Retry-After`` then backs off as one with
+            no hint, never past that reset.
     """
 
     max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES)
@@ -55,6 +59,7 @@ class RetryPolicy:
     rand: Callable[[], float] = attrs.field(default=random.random, repr=False)
     budget: RetryBudget = attrs.field(factory=RetryBudget, repr=False)
     shared_pause: Callable[[], float] | None = attrs.field(default=None, repr=False)
+    resets_overstate: Callable[[], bool] | None = attrs.field(default=None, repr=False)
 
     @max_retries.validator
     def _check_max_retries(self, _: object, value: int) -> None:
@@ -92,17 +97,35 @@ class RetryPolicy:
         The server's wait, else full-jitter backoff; for a 429 that gave no wait, the longer
         of that backoff and the client-wide pause. A wait the server gave is at least
         ``MIN_SERVER_WAIT``: ``Retry-After: 0`` (or a reset of 0) from a server still refusing
-        is no reason to come straight back.
+        is no reason to come straight back. A reset (no ``Retry-After``) from a server whose
+        resets ``resets_overstate`` is a bound on the wait, not the wait.
         """
+        stated = None
         if isinstance(error, APIStatusError) and error.retry_after is not None:
-            return max(error.retry_after, MIN_SERVER_WAIT)
-        wait = retry_wait(
-            error,
-            attempt,
-            initial=self.backoff_initial,
-            maximum=self.backoff_max,
-            rand=self.rand,
-        )
+            stated = max(error.retry_after, MIN_SERVER_WAIT)
+            if not (
+                error._retry_after_is_reset
+                and self.resets_overstate is not None
+                and self.resets_overstate()
+            ):
+                return stated
+            # No Retry-After, and the quota resets this server states have proved to be no
+            # moment capacity returns (a bucket's refill, a sliding window): its reset bounds
+            # the wait, and the call backs off as after a 429 with no hint. At the end of a
+            # bulk run, where no other request keeps the server busy, a reset slept in full
+            # is time lost.
+        wait = full_jitter(attempt, self.backoff_initial, self.backoff_max, self.rand)
+        if (
+            self.shared_pause is not None
+            and isinstance(error, APIStatusError)
+            and error.status_code == 429
+        ):
+            # The client-wide pause, when longer: the client backs off as one. Never less
+            # than the call's own backoff: rate control may have nothing to hold it with (no
+            # hint, no inference standing), and a retry sent again at once is refused again
+            # until the call's attempts are gone.
+            wait = max(wait, self.shared_pause())
+        return wait if stated is None else min(stated, wait)
         if (
             self.shared_pause is not None
             and isinstance(error, APIStatusError)

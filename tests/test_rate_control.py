@@ -420,8 +420,10 @@ async def test_a_probe_admitted_before_the_reset_makes_the_budget_untrusted() ->
     control.observe(Answer(200, RateLimitInfo(10, 0, 30.0), None), first)
     probe = await control.acquire()
     assert probe.sent_at == pytest.approx(_gap(30.0))
+    assert control.resets_overstate is False
     control.observe(Answer(200, RateLimitInfo(10, 0, 30.0 - probe.sent_at), None), probe)
     assert control.budget_trusted is False
+    assert control.resets_overstate is True  # the retry policy no longer sleeps its resets
     more = [await control.acquire() for _ in range(5)]
     assert [t.sent_at for t in more] == pytest.approx([probe.sent_at] * 5)
 

@@ -63,6 +63,34 @@ def test_a_server_wait_of_zero_still_waits_the_minimum(
     assert policy.delay(error, 1) == pytest.approx(wait)
 
 
+def _reset_only(seconds: float) -> dnx.APIStatusError:
+    """A 429 whose wait is its quota's reset: no Retry-After was sent."""
+    error = make_status_error(429, "slow down", retry_after=seconds)
+    error._retry_after_is_reset = True
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "overstate", "wait"),
+    [
+        (_reset_only(2.0), False, 2.0),  # resets that held: the reset is the wait
+        (_reset_only(2.0), True, 0.3),  # resets proved loose: the client-wide backoff
+        (_reset_only(0.1), True, 0.1),  # ...never past the reset
+        (rate_limited(2.0), True, 2.0),  # a Retry-After is always honoured
+    ],
+    ids=["reset-trusted", "reset-loose", "reset-bounds", "retry-after"],
+)
+def test_a_reset_that_proved_loose_bounds_the_wait_instead_of_being_it(
+    error: dnx.APIStatusError, overstate: bool, wait: float
+) -> None:
+    """A 429 that gave only its quota's reset, from a server seen admitting well before its
+    resets, backs off like a 429 with no hint; a Retry-After stays the server's word."""
+    policy = RetryPolicy(
+        rand=lambda: 0.5, shared_pause=lambda: 0.3, resets_overstate=lambda: overstate
+    )
+    assert policy.delay(error, 1) == pytest.approx(wait)
+
+
 # --- what is withheld, and said -----------------------------------------------------------------
 
 

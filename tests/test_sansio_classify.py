@@ -209,3 +209,21 @@ def test_a_404_for_an_unknown_route_is_told_from_a_missing_lead(
     assert not is_retryable(error)
     if route_missing:
         assert "check base_url" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("headers", "is_reset"),
+    [
+        ({"x-ratelimit-reset": "7", "x-ratelimit-remaining": "0"}, True),
+        ({"Retry-After": "garbage", "x-ratelimit-reset": "7"}, True),
+        ({"Retry-After": "3", "x-ratelimit-reset": "7"}, False),
+        ({"Retry-After": "3"}, False),
+        ({}, False),
+    ],
+)
+def test_a_429s_wait_says_whether_it_is_only_the_quotas_reset(
+    headers: dict[str, str], is_reset: bool
+) -> None:
+    """The retry policy may cut a reset short once resets proved loose, never a Retry-After."""
+    error = status_error(429, CIMultiDict(headers), b"", now=0.0)
+    assert error._retry_after_is_reset is is_reset

@@ -111,7 +111,7 @@ def status_error(
             request_id=headers.get("x-request-id"),
             attempts=attempts,
         )
-    return make_status_error(
+    error = make_status_error(
         status,
         message,
         body=payload,
@@ -119,6 +119,10 @@ def status_error(
         attempts=attempts,
         retry_after=server_delay(status, headers, now),
     )
+    error._retry_after_is_reset = (
+        error.retry_after is not None and parse_retry_after(headers.get("retry-after"), now) is None
+    )
+    return error
 
 
 def is_retryable(error: BaseException) -> bool:
