@@ -484,8 +484,10 @@ class ClientRateControl:
             # and it, not the rate, says when to send again; unless the refusal asks for more
             # than the window's end and a rounded second: a penalty (a block) the window's
             # count does not know of.
+            # Not while sharing a store: this client's own budget then sees only its own
+            # answers, and its end can lag the window the store tracks for every client.
             wait = max(reset, retry_after or 0.0)
-            if ticket.sent_at + wait > self.budget.end + RESET_ROUNDING:
+            if not self._sharing and ticket.sent_at + wait > self.budget.end + RESET_ROUNDING:
                 self.pause.hold(now, wait)
             return
         if retry_after is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 
 import pytest
 
@@ -247,3 +248,20 @@ async def test_a_client_without_a_store_takes_no_shared_number() -> None:
     control = ClientRateControl(clock, rate_limit=None, max_wait=60.0)
     assert control.shared is None
     assert (control.try_acquire() or await control.acquire()) == Ticket(1, 0.0)
+
+
+async def test_a_client_sharing_a_store_reads_no_penalty_off_its_own_budgets_end() -> None:
+    """Alone, a 429 asking past the budget's end and a rounded second is a block to sit out;
+    sharing, the client's own budget sees only its own answers and its end can lag the
+    window the store tracks, so the same 429 is left to the shared budget."""
+    clock = dnx.VirtualClock()
+    alone = ClientRateControl(clock, rate_limit=None, max_wait=60.0)
+    a, _ = _pair(clock, Store(clock))
+    for control in (alone, a):
+        first = await control.acquire()
+        control.observe(Answer(200, RateLimitInfo(10, 5, 1.0), None), first)  # ends at t=1
+        late = await control.acquire()
+        control.observe(Answer(429, RateLimitInfo(10, 0, 2.5), 2.5), late)
+    await _settle()
+    assert alone.pause.until == pytest.approx(2.5)
+    assert a.pause.until == -math.inf
