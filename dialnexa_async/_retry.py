@@ -126,17 +126,6 @@ class RetryPolicy:
             # until the call's attempts are gone.
             wait = max(wait, self.shared_pause())
         return wait if stated is None else min(stated, wait)
-        if (
-            self.shared_pause is not None
-            and isinstance(error, APIStatusError)
-            and error.status_code == 429
-        ):
-            # The client-wide pause, when longer: the client backs off as one. Never less
-            # than the call's own backoff: rate control may have nothing to hold it with (no
-            # hint, no inference standing), and a retry sent again at once is refused again
-            # until the call's attempts are gone.
-            return max(wait, self.shared_pause())
-        return wait
 
     def withheld(self, error: DialNexaError) -> tuple[str | None, float]:
         """Why a call that ended with ``error`` was not retried although it could have been.
