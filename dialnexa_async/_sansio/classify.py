@@ -78,12 +78,18 @@ def server_delay(status: int, headers: Mapping[str, str], now: float) -> float |
         headers: its headers (case-insensitive mapping).
         now: the wall-clock time as a POSIX timestamp, for HTTP dates and epoch resets.
     """
+    return _server_wait(status, headers, now)[0]
+
+
+def _server_wait(status: int, headers: Mapping[str, str], now: float) -> tuple[float | None, bool]:
+    """``server_delay``, and whether it is the quota's reset (no ``Retry-After`` was read)."""
     delay = parse_retry_after(headers.get("retry-after"), now)
-    if delay is None and status == 429:
-        info = RateLimitInfo.from_headers(headers, now)
-        if info is not None:
-            delay = info.reset
-    return delay
+    if delay is not None or status != 429:
+        return delay, False
+    info = RateLimitInfo.from_headers(headers, now)
+    if info is None or info.reset is None:
+        return None, False
+    return info.reset, True
 
 
 def status_error(
@@ -111,17 +117,16 @@ def status_error(
             request_id=headers.get("x-request-id"),
             attempts=attempts,
         )
+    retry_after, is_reset = _server_wait(status, headers, now)
     error = make_status_error(
         status,
         message,
         body=payload,
         request_id=headers.get("x-request-id"),
         attempts=attempts,
-        retry_after=server_delay(status, headers, now),
+        retry_after=retry_after,
     )
-    error._retry_after_is_reset = (
-        error.retry_after is not None and parse_retry_after(headers.get("retry-after"), now) is None
-    )
+    error._retry_after_is_reset = is_reset
     return error
 
 
